@@ -1,0 +1,5 @@
+"""Allow ``python -m qsmbids``."""
+
+from qsmbids.cli.main import main
+
+raise SystemExit(main())

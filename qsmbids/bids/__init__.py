@@ -1,0 +1,1 @@
+"""BIDS discovery of multi-echo GRE runs and derivatives naming/writing."""

@@ -1,0 +1,72 @@
+"""Entry point of the ``qsmbids`` command: parse, check inputs, dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.cli.parser import PROG, parse_args
+
+
+class InputError(Exception):
+    """A problem with a path given on the command line (exit code 66)."""
+
+
+def _fail(message: str, code: ExitCode) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return int(code)
+
+
+def check_bids_app_paths(args: argparse.Namespace) -> None:
+    """Check BIDS_DIR, OUTPUT_DIR and the filter file before any work starts.
+
+    Raises
+    ------
+    InputError
+        Naming the offending path and what is wrong with it.
+    """
+    bids_dir: Path = args.bids_dir
+    if not bids_dir.exists():
+        raise InputError(f"BIDS_DIR does not exist: {bids_dir}")
+    if not bids_dir.is_dir():
+        raise InputError(f"BIDS_DIR is not a folder: {bids_dir}")
+    if not args.skip_bids_validation and not (bids_dir / "dataset_description.json").is_file():
+        raise InputError(
+            f"BIDS_DIR is not a BIDS dataset (no dataset_description.json): {bids_dir} "
+            "(use --skip-bids-validation to go on anyway)"
+        )
+    if args.output_dir.resolve() == bids_dir.resolve():
+        raise InputError(
+            f"OUTPUT_DIR must differ from BIDS_DIR (the input is never written to): {bids_dir}"
+        )
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise InputError(f"OUTPUT_DIR exists and is not a folder: {args.output_dir}")
+    if args.bids_filter_file is not None and not args.bids_filter_file.is_file():
+        raise InputError(f"--bids-filter-file does not exist: {args.bids_filter_file}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``qsmbids`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        if args.command in ("participant", "group"):
+            check_bids_app_paths(args)
+            return _fail(
+                f"the {args.command} pipeline is not available in this version yet",
+                ExitCode.UNAVAILABLE,
+            )
+        if args.command == "demo":
+            return _fail(
+                "the demo needs the simulator and the pipeline, which are not available "
+                "in this version yet",
+                ExitCode.UNAVAILABLE,
+            )
+        return _fail(f"'{args.command}' is not available in this version yet",
+                     ExitCode.UNAVAILABLE)
+    except InputError as exc:
+        return _fail(str(exc), ExitCode.NO_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted", ExitCode.SOFTWARE)

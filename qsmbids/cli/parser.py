@@ -1,0 +1,151 @@
+"""Argument parsing for the ``qsmbids`` command.
+
+Two shapes share one program:
+
+* the BIDS-Apps call ``qsmbids BIDS_DIR OUTPUT_DIR {participant,group} [options]``;
+* tool subcommands ``qsmbids demo|simulate|atlas ...``.
+
+Usage errors print one line on stderr and exit with code 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from qsmbids import __version__
+from qsmbids.cli.exit_codes import ExitCode
+
+PROG = "qsmbids"
+#: subcommands recognised in the first position instead of BIDS_DIR
+SUBCOMMANDS = ("demo", "simulate", "atlas")
+
+
+class UsageError(Exception):
+    """A command-line usage error (exit code 64)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that reports errors in one line and exits with code 64."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(ExitCode.USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _strip_prefix(prefix: str):
+    def convert(text: str) -> str:
+        label = text.removeprefix(prefix)
+        if not label or not label.isalnum():
+            raise argparse.ArgumentTypeError(
+                f"labels are alphanumeric (e.g. 01 or {prefix}01), got {text!r}"
+            )
+        return label
+
+    return convert
+
+
+def build_bids_app_parser() -> argparse.ArgumentParser:
+    """Parser for ``qsmbids BIDS_DIR OUTPUT_DIR {participant,group}``."""
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Quantitative Susceptibility Mapping from multi-echo GRE in a BIDS dataset, with "
+            "regional susceptibility tables of the deep grey nuclei. Other commands: "
+            f"'{PROG} demo OUTPUT_DIR' (simulated dataset, whole pipeline), "
+            f"'{PROG} simulate OUTPUT_DIR', '{PROG} atlas fetch'."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="derivatives folder to write into")
+    parser.add_argument(
+        "analysis_level",
+        choices=["participant", "group"],
+        help="'participant' reconstructs each run; 'group' builds the cohort tables and report",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (repeat for more)")
+
+    sel = parser.add_argument_group("selecting data")
+    sel.add_argument("--participant-label", "--participant_label", nargs="+", default=None,
+                     type=_strip_prefix("sub-"), metavar="LABEL",
+                     help="participants to process (with or without 'sub-'); default: all")
+    sel.add_argument("--session-label", nargs="+", default=None, type=_strip_prefix("ses-"),
+                     metavar="LABEL", help="sessions to process; default: all")
+    sel.add_argument("--bids-filter-file", type=Path, default=None, metavar="FILE",
+                     help="JSON file of PyBIDS filters, keyed by query name (e.g. 'megre')")
+    sel.add_argument("--skip-bids-validation", action="store_true",
+                     help="do not check that BIDS_DIR looks like a BIDS dataset")
+
+    run = parser.add_argument_group("execution")
+    run.add_argument("-w", "--work-dir", type=Path, default=None,
+                     help="intermediate files; a killed run resumes from here "
+                          "(default: OUTPUT_DIR/../qsmbids_work)")
+    run.add_argument("--nprocs", type=_positive_int, default=None,
+                     help="processes to run at once (default: all CPUs)")
+    run.add_argument("--omp-nthreads", type=_positive_int, default=None,
+                     help="threads per process for FFTs and ANTs (default: nprocs)")
+    run.add_argument("--mem-gb", type=_positive_float, default=None,
+                     help="memory limit for scheduling, in GB (default: available memory)")
+    return parser
+
+
+def build_subcommand_parser() -> argparse.ArgumentParser:
+    """Parser for the tool subcommands (``demo``, ``simulate``, ``atlas``)."""
+    parser = _Parser(prog=PROG)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="simulate a small cohort and run the whole pipeline",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    demo.add_argument("output_dir", type=Path, help="folder for the simulated data and results")
+    demo.add_argument("--nprocs", type=_positive_int, default=None)
+    demo.add_argument("-v", "--verbose", action="count", default=0)
+
+    sim = sub.add_parser("simulate", help="write a simulated multi-echo GRE BIDS dataset",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sim.add_argument("output_dir", type=Path, help="folder for the BIDS dataset")
+    sim.add_argument("-v", "--verbose", action="count", default=0)
+
+    atlas = sub.add_parser("atlas", help="manage the atlas used for regional tables")
+    atlas_sub = atlas.add_subparsers(dest="atlas_command", required=True, parser_class=_Parser)
+    fetch = atlas_sub.add_parser("fetch", help="download the default atlas into a cache folder")
+    fetch.add_argument("--cache-dir", type=Path, default=None)
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line (without the program name).
+
+    Exits with code 64 and a one-line message on a usage error, and with 0 after
+    ``--help``/``--version``.
+    """
+    if argv and argv[0] in SUBCOMMANDS:
+        return build_subcommand_parser().parse_args(argv)
+    args = build_bids_app_parser().parse_args(argv)
+    args.command = args.analysis_level
+    return args

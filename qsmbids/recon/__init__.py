@@ -1,0 +1,1 @@
+"""Pure numerical QSM algorithms on numpy arrays: no file I/O, no nipype."""

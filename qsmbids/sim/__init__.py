@@ -1,0 +1,1 @@
+"""Digital head phantom, forward simulation of multi-echo GRE, and the BIDS simulator."""

@@ -1,0 +1,1 @@
+"""Workflow factories (``init_*_wf``) assembling the interfaces into nipype workflows."""

@@ -1,0 +1,111 @@
+"""Command-line parsing and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qsmbids import __version__
+from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.cli.main import main
+from qsmbids.cli.parser import parse_args
+
+
+@pytest.fixture
+def bids_dir(tmp_path):
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "t", "BIDSVersion": "1.9.0"})
+    )
+    return root
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"qsmbids {__version__}"
+
+
+def test_help_lists_bids_app_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--participant-label", "--session-label", "--bids-filter-file",
+                   "--skip-bids-validation", "--work-dir", "--nprocs", "--omp-nthreads",
+                   "--mem-gb", "--verbose", "participant", "group"):
+        assert option in out
+
+
+def test_bids_app_arguments_are_parsed(tmp_path):
+    args = parse_args([str(tmp_path), str(tmp_path / "out"), "participant",
+                       "--participant-label", "sub-01", "02", "--session-label", "ses-pre",
+                       "--nprocs", "4", "--omp-nthreads", "2", "--mem-gb", "7.5",
+                       "-w", str(tmp_path / "work"), "-vv"])
+    assert args.command == "participant"
+    assert args.participant_label == ["01", "02"]
+    assert args.session_label == ["pre"]
+    assert (args.nprocs, args.omp_nthreads, args.mem_gb) == (4, 2, 7.5)
+    assert args.work_dir == tmp_path / "work"
+    assert args.verbose == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bids", "out", "participant", "--no-such-flag"],
+        ["bids", "out", "everything"],
+        ["bids", "out"],
+        ["bids", "out", "participant", "--nprocs", "0"],
+        ["bids", "out", "participant", "--mem-gb", "lots"],
+        ["bids", "out", "participant", "--participant-label", "sub-0_1"],
+        ["demo"],
+        ["atlas", "unknown-action"],
+    ],
+)
+def test_usage_errors_exit_64_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == ExitCode.USAGE == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qsmbids")
+
+
+def test_missing_bids_dir_names_the_path(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    code = main([str(missing), str(tmp_path / "out"), "participant"])
+    assert code == ExitCode.NO_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+
+
+def test_folder_without_dataset_description_is_refused(tmp_path, capsys):
+    code = main([str(tmp_path), str(tmp_path / "out"), "participant"])
+    assert code == ExitCode.NO_INPUT
+    assert "dataset_description.json" in capsys.readouterr().err
+
+
+def test_output_dir_equal_to_bids_dir_is_refused(bids_dir, capsys):
+    code = main([str(bids_dir), str(bids_dir), "participant"])
+    assert code == ExitCode.NO_INPUT
+    assert "OUTPUT_DIR must differ" in capsys.readouterr().err
+
+
+def test_missing_filter_file_is_named(bids_dir, tmp_path, capsys):
+    code = main([str(bids_dir), str(tmp_path / "out"), "participant",
+                 "--bids-filter-file", str(tmp_path / "f.json")])
+    assert code == ExitCode.NO_INPUT
+    assert "f.json" in capsys.readouterr().err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "qsmbids", "/nonexistent", str(tmp_path / "o"), "participant"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == ExitCode.NO_INPUT
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "qsmbids: error: BIDS_DIR does not exist: /nonexistent"
