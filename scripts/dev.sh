@@ -44,7 +44,20 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The report test renders pages in headless Chromium; install Debian's package when we
+# can (root + apt-get). Failure is not fatal: that test then skips and says why.
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "dev.sh: installing chromium with apt-get (for the report rendering test)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      >/dev/null 2>&1 || echo "dev.sh: could not install chromium; its test will skip" >&2
+  fi
+  return 0
+}
+
 if [ "$task" = test ]; then
+  ensure_chromium
   "$VENV/bin/ruff" check qsmbids tests benchmarks
   exec "$VENV/bin/python" -m pytest -n 2 "$@"
 else
