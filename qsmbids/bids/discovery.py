@@ -1,0 +1,545 @@
+"""Find every multi-echo GRE run of a BIDS dataset and check it before any work starts.
+
+A *run* is the set of files of one acquisition: all echoes of the magnitude and
+phase (or real and imaginary) parts sharing subject, session, ``acq``, ``rec`` and
+``run`` entities. Echoes come either as one file per echo (``echo-<n>`` entity) or
+as one 4-D file per part holding every echo (``EchoTime`` is then a list in the
+sidecar).
+
+Two levels of checks keep one bad run from stopping a cohort:
+
+* :func:`discover_runs` reads only names and sidecars (fast) and sets aside runs
+  with missing echoes, missing or implausible ``EchoTime``, unknown field strength
+  or too few echoes, each with a message naming what is wrong;
+* :func:`validate_run` reads the images of one run (corrupt or truncated files,
+  2-D data, mismatched shapes or affines, NaNs, 4-D echo counts).
+
+The input dataset is only read: pybids is used without a database file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+#: suffixes that may hold multi-echo GRE data; T2starw/GRE only count with echoes
+GRE_SUFFIXES = ("MEGRE", "T2starw", "GRE")
+#: image parts; a file without ``part`` is a magnitude image (BIDS)
+PARTS = ("mag", "phase", "real", "imag")
+#: entities (pybids names) that, with the subject, identify a run
+RUN_ENTITIES = ("session", "acquisition", "reconstruction", "run")
+_LABEL_KEYS = {"session": "ses", "acquisition": "acq", "reconstruction": "rec", "run": "run"}
+_NIFTI = [".nii", ".nii.gz"]
+#: echo times above this (seconds) are almost certainly milliseconds
+_MAX_ECHO_TIME_S = 0.5
+
+
+@dataclass(frozen=True)
+class GreRun:
+    """One multi-echo GRE acquisition, ready to reconstruct.
+
+    Attributes
+    ----------
+    subject, session, acquisition, reconstruction, run
+        BIDS labels (None where the entity is absent).
+    suffix
+        ``MEGRE``, ``T2starw`` or ``GRE``.
+    echo_times
+        Echo times in seconds, increasing.
+    magnitude, phase, real, imag
+        Files per echo in echo order, or one 4-D file each when ``four_d``;
+        empty tuples for parts that are absent (either mag+phase or real+imag).
+    four_d
+        True when each part is one 4-D file holding all echoes along the 4th axis.
+    field_strength
+        B0 in tesla (from ``MagneticFieldStrength`` or ``--field-strength``).
+    phase_units
+        ``Units`` of the phase sidecar (``rad``, ``arbitrary``) or None if absent.
+    t1w
+        A T1w image of the same subject and session, or None.
+    bids_dir
+        Root of the raw dataset (to make ``bids:raw:`` URIs).
+    metadata
+        Sidecar of the first phase (or first magnitude) file, merged by pybids.
+    notes
+        Remarks found during discovery (e.g. field strength overridden).
+    """
+
+    subject: str
+    session: str | None
+    acquisition: str | None
+    reconstruction: str | None
+    run: str | None
+    suffix: str
+    echo_times: tuple[float, ...]
+    magnitude: tuple[Path, ...]
+    phase: tuple[Path, ...]
+    real: tuple[Path, ...] = ()
+    imag: tuple[Path, ...] = ()
+    four_d: bool = False
+    field_strength: float = 3.0
+    phase_units: str | None = None
+    t1w: Path | None = None
+    bids_dir: Path = Path(".")
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """BIDS entities of the run (short keys, in name order), e.g. {'sub': '01', 'run': '1'}."""
+        out = {"sub": self.subject}
+        for long in RUN_ENTITIES:
+            value = getattr(self, long)
+            if value is not None:
+                out[_LABEL_KEYS[long]] = value
+        return out
+
+    @property
+    def prefix(self) -> str:
+        """File name stem of the run, e.g. ``sub-01_ses-pre_acq-fast_run-2``."""
+        return "_".join(f"{k}-{v}" for k, v in self.entities.items())
+
+    @property
+    def n_echoes(self) -> int:
+        """Number of echoes."""
+        return len(self.echo_times)
+
+    @property
+    def complex_parts(self) -> bool:
+        """True when the data are real/imaginary instead of magnitude/phase."""
+        return bool(self.real)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every image of the run."""
+        return self.magnitude + self.phase + self.real + self.imag
+
+
+@dataclass(frozen=True)
+class RunProblem:
+    """A run that cannot be processed, with the reason.
+
+    Attributes
+    ----------
+    name
+        The run's file name stem (e.g. ``sub-01_ses-1_run-2``).
+    message
+        What is wrong, naming the file(s) concerned.
+    subject
+        Subject label.
+    """
+
+    name: str
+    message: str
+    subject: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Result of :func:`discover_runs`: runs to process and runs set aside."""
+
+    runs: tuple[GreRun, ...]
+    problems: tuple[RunProblem, ...]
+
+
+class DiscoveryError(Exception):
+    """The dataset as a whole cannot be searched (bad filter file, no dataset)."""
+
+
+def load_bids_filters(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Read a ``--bids-filter-file``: JSON of pybids filters keyed by query (``megre``, ``t1w``).
+
+    Raises
+    ------
+    DiscoveryError
+        If the file is not JSON, not an object of objects, or uses an unknown key.
+    """
+    if path is None:
+        return {}
+    try:
+        filters = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DiscoveryError(f"cannot read --bids-filter-file {path}: {exc}") from None
+    if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
+        raise DiscoveryError(
+            f"--bids-filter-file {path} must be a JSON object like "
+            '{"megre": {"acquisition": "fast"}, "t1w": {"reconstruction": "norm"}}'
+        )
+    unknown = set(filters) - {"megre", "t1w"}
+    if unknown:
+        raise DiscoveryError(
+            f"--bids-filter-file {path}: unknown query {sorted(unknown)}; use 'megre' or 't1w'"
+        )
+    return filters
+
+
+def _subject_ignore(labels: Sequence[str] | None) -> list[Any]:
+    """pybids ignore patterns that skip indexing of unselected subjects (fast on big cohorts)."""
+    ignore: list[Any] = ["code", "stimuli", "sourcedata", "models", "derivatives",
+                         re.compile(r"^/\.")]
+    if labels:
+        alternatives = "|".join(re.escape(label) for label in labels)
+        ignore.append(re.compile(rf"^/sub-(?!({alternatives})(/|$))"))
+    return ignore
+
+
+def make_layout(bids_dir: Path, participant_label: Sequence[str] | None = None):
+    """Index ``bids_dir`` with pybids, read only (no database file is written)."""
+    from bids import BIDSLayout
+    from bids.layout import BIDSLayoutIndexer
+
+    indexer = BIDSLayoutIndexer(validate=False, ignore=_subject_ignore(participant_label))
+    return BIDSLayout(str(bids_dir), validate=False, derivatives=False, indexer=indexer)
+
+
+def _label(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _echo_time_list(meta: Mapping[str, Any]) -> list[float] | None:
+    """Echo times of a 4-D file: ``EchoTime`` as a list, or ``EchoTime1``, ``EchoTime2``..."""
+    te = meta.get("EchoTime")
+    if isinstance(te, (list, tuple)):
+        return [float(t) for t in te]
+    numbered = sorted(
+        (int(k[len("EchoTime"):]), float(v)) for k, v in meta.items()
+        if re.fullmatch(r"EchoTime\d+", k) and isinstance(v, (int, float))
+    )
+    return [v for _, v in numbered] or None
+
+
+class _RunBuilder:
+    """Collects the files of one run and turns them into a GreRun or a RunProblem."""
+
+    def __init__(self, key: tuple, suffix: str, bids_dir: Path) -> None:
+        self.key = key
+        self.suffix = suffix
+        self.bids_dir = bids_dir
+        # part -> echo (None for 4-D) -> list of (path, metadata)
+        self.files: dict[str, dict[int | None, list[tuple[Path, dict]]]] = defaultdict(
+            lambda: defaultdict(list))
+
+    @property
+    def name(self) -> str:
+        subject, *labels = self.key
+        parts = [f"sub-{subject}"] + [
+            f"{_LABEL_KEYS[e]}-{v}" for e, v in zip(RUN_ENTITIES, labels, strict=True)
+            if v is not None]
+        return "_".join(parts)
+
+    def add(self, path: Path, part: str, echo: int | None, meta: dict) -> None:
+        self.files[part][echo].append((path, meta))
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.bids_dir))
+        except ValueError:
+            return str(path)
+
+    def build(self, field_strength: float | None, min_echoes: int,
+              t1w: Path | None) -> GreRun | RunProblem:
+        problem = self._problem
+        parts = set(self.files)
+        if {"real", "imag"} <= parts:
+            wanted = ("real", "imag")
+        elif {"mag", "phase"} <= parts:
+            wanted = ("mag", "phase")
+        elif "mag" in parts and "phase" not in parts:
+            return problem("no phase images (part-phase) for this run; QSM needs the phase")
+        elif "phase" in parts:
+            return problem("no magnitude images (part-mag) for this run")
+        else:
+            return problem(f"incomplete complex data: found only part-{'/'.join(sorted(parts))}")
+        for part in wanted:
+            for echo, entries in self.files[part].items():
+                if len(entries) > 1:
+                    names = ", ".join(self._rel(p) for p, _ in entries)
+                    return problem(f"several files for part-{part} echo {echo}: {names}")
+        four_d = all(list(self.files[p]) == [None] for p in wanted)
+        if not four_d and any(None in self.files[p] for p in wanted):
+            return problem("mixes 4-D files (no echo entity) and per-echo files")
+        if four_d:
+            return self._build_4d(wanted, field_strength, min_echoes, t1w)
+        return self._build_echoes(wanted, field_strength, min_echoes, t1w)
+
+    def _problem(self, message: str) -> RunProblem:
+        return RunProblem(self.name, message, self.key[0])
+
+    def _build_echoes(self, wanted, field_strength, min_echoes, t1w):
+        echoes = [sorted(self.files[p]) for p in wanted]
+        all_echoes = sorted(set(echoes[0]) | set(echoes[1]))
+        for part, have in zip(wanted, echoes, strict=True):
+            missing = [e for e in all_echoes if e not in have]
+            if missing:
+                return self._problem(
+                    f"missing echo {', '.join(map(str, missing))} of part-{part} "
+                    f"(found echoes {', '.join(map(str, have))})")
+        gaps = sorted(set(range(1, max(all_echoes) + 1)) - set(all_echoes))
+        if gaps:
+            return self._problem(
+                f"missing echo {', '.join(map(str, gaps))} (found echoes "
+                f"{', '.join(map(str, all_echoes))}); echo numbers must run from 1 without gaps")
+        times = []
+        for echo in all_echoes:
+            values = []
+            for part in wanted:
+                path, meta = self.files[part][echo][0]
+                te = meta.get("EchoTime")
+                if te is None:
+                    return self._problem(f"no EchoTime in the sidecar of {self._rel(path)}")
+                if not isinstance(te, (int, float)):
+                    return self._problem(f"EchoTime of {self._rel(path)} is not a number: {te!r}")
+                values.append(float(te))
+            if max(values) - min(values) > 1e-6:
+                return self._problem(
+                    f"echo {echo}: EchoTime differs between parts ({values[0]} vs {values[1]} s)")
+            times.append(values[0])
+        paths = [tuple(self.files[p][e][0][0] for e in all_echoes) for p in wanted]
+        return self._finish(wanted, paths, times, False, field_strength, min_echoes, t1w)
+
+    def _build_4d(self, wanted, field_strength, min_echoes, t1w):
+        times_per_part = []
+        for part in wanted:
+            path, meta = self.files[part][None][0]
+            times = _echo_time_list(meta)
+            if times is None:
+                if isinstance(meta.get("EchoTime"), (int, float)):
+                    times = [float(meta["EchoTime"])]
+                else:
+                    return self._problem(
+                        f"no EchoTime in the sidecar of {self._rel(path)} (a 4-D file needs "
+                        "EchoTime as a list of all its echo times in seconds)")
+            times_per_part.append(times)
+        if times_per_part[0] != times_per_part[1]:
+            return self._problem(
+                f"EchoTime lists differ between parts: {times_per_part[0]} vs {times_per_part[1]}")
+        paths = [(self.files[p][None][0][0],) for p in wanted]
+        return self._finish(wanted, paths, times_per_part[0], True, field_strength,
+                            min_echoes, t1w)
+
+    def _finish(self, wanted, paths, times, four_d, field_strength, min_echoes, t1w):
+        if any(t <= 0 for t in times):
+            return self._problem(f"echo times must be positive seconds, got {times}")
+        if max(times) > _MAX_ECHO_TIME_S:
+            return self._problem(
+                f"EchoTime values {times} look like milliseconds; BIDS requires seconds")
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            return self._problem(f"echo times are not increasing with the echo number: {times}")
+        if len(times) < min_echoes:
+            return self._problem(
+                f"only {len(times)} echo(es); the chosen methods need at least {min_echoes}")
+        meta = self.files[wanted[1]][None if four_d else 1][0][1]
+        notes = []
+        sidecar_b0 = meta.get("MagneticFieldStrength")
+        if field_strength is not None:
+            b0 = float(field_strength)
+            if sidecar_b0 is not None and abs(float(sidecar_b0) - b0) > 1e-3:
+                notes.append(f"--field-strength {b0} T overrides MagneticFieldStrength "
+                             f"{sidecar_b0} T of the sidecar")
+        elif sidecar_b0 is None:
+            return self._problem(
+                f"no MagneticFieldStrength in the sidecar of {self._rel(paths[1][0])}; "
+                "pass --field-strength (tesla)")
+        else:
+            b0 = float(sidecar_b0)
+        if not b0 > 0:
+            return self._problem(f"field strength must be positive tesla, got {b0}")
+        subject, session, acq, rec, run = self.key
+        files = dict(zip(wanted, paths, strict=True))
+        units = meta.get("Units") if wanted[1] == "phase" else None
+        return GreRun(
+            subject=subject, session=session, acquisition=acq, reconstruction=rec, run=run,
+            suffix=self.suffix, echo_times=tuple(times),
+            magnitude=files.get("mag", ()), phase=files.get("phase", ()),
+            real=files.get("real", ()), imag=files.get("imag", ()), four_d=four_d,
+            field_strength=b0, phase_units=units, t1w=t1w, bids_dir=self.bids_dir,
+            metadata=dict(meta), notes=tuple(notes),
+        )
+
+
+def _find_t1w(layout, subject: str, session: str | None, filters: Mapping[str, Any]):
+    from bids.layout import Query
+
+    query = {"subject": subject, "suffix": "T1w", "extension": _NIFTI,
+             "datatype": "anat", **filters}
+    for ses in ([session] if session is not None else []) + [Query.NONE]:
+        found = sorted(layout.get(session=ses, return_type="filename", **query))
+        if found:
+            return Path(found[0])
+    return None
+
+
+def discover_runs(
+    bids_dir: Path,
+    *,
+    participant_label: Sequence[str] | None = None,
+    session_label: Sequence[str] | None = None,
+    bids_filters: Mapping[str, Mapping[str, Any]] | None = None,
+    field_strength: float | None = None,
+    min_echoes: int = 1,
+    layout=None,
+) -> Discovery:
+    """List the multi-echo GRE runs of a BIDS dataset.
+
+    Parameters
+    ----------
+    bids_dir
+        Root of the raw BIDS dataset (only read).
+    participant_label, session_label
+        Labels without ``sub-``/``ses-``; None for all.
+    bids_filters
+        pybids filters keyed by query: ``megre`` (the GRE images) and ``t1w``.
+    field_strength
+        B0 in tesla used where sidecars lack ``MagneticFieldStrength`` and overriding
+        it where they have it (noted in ``GreRun.notes``).
+    min_echoes
+        Fewest echoes the chosen methods accept; runs with fewer are set aside.
+    layout
+        An existing ``bids.BIDSLayout`` (else one is made).
+
+    Returns
+    -------
+    Discovery
+        Runs sorted by name, and problems (one specific message per run set aside).
+    """
+    bids_dir = Path(bids_dir).absolute()
+    filters = {k: dict(v) for k, v in (bids_filters or {}).items()}
+    if layout is None:
+        layout = make_layout(bids_dir, participant_label)
+    query: dict[str, Any] = {"extension": _NIFTI, "suffix": list(GRE_SUFFIXES)}
+    if participant_label:
+        query["subject"] = list(participant_label)
+    if session_label:
+        query["session"] = list(session_label)
+    query.update(filters.get("megre", {}))
+    builders: dict[tuple, _RunBuilder] = {}
+    for bids_file in layout.get(**query):
+        ent = bids_file.get_entities()
+        suffix = ent["suffix"]
+        echo = ent.get("echo")
+        meta = layout.get_metadata(bids_file.path)
+        if suffix != "MEGRE" and echo is None and _echo_time_list(meta) is None:
+            continue  # a single-echo T2starw/GRE image: not multi-echo data
+        part = ent.get("part", "mag")
+        if part not in PARTS:
+            continue
+        key = (str(ent["subject"]),
+               *(_label(ent.get(e)) for e in RUN_ENTITIES))
+        builder = builders.setdefault((*key, suffix), _RunBuilder(key, suffix, bids_dir))
+        builder.add(Path(bids_file.path), part, None if echo is None else int(echo), meta)
+    runs: list[GreRun] = []
+    problems: list[RunProblem] = []
+    t1w_filters = filters.get("t1w", {})
+    for full_key in sorted(builders, key=lambda k: tuple("" if v is None else v for v in k)):
+        builder = builders[full_key]
+        t1w = _find_t1w(layout, builder.key[0], builder.key[1], t1w_filters)
+        result = builder.build(field_strength, min_echoes, t1w)
+        (problems if isinstance(result, RunProblem) else runs).append(result)
+    names = [r.prefix for r in runs]
+    clashes = {n for n in names if names.count(n) > 1}
+    if clashes:  # the same entities under two suffixes (e.g. MEGRE and T2starw)
+        runs = [r for r in runs if r.prefix not in clashes or r.suffix == "MEGRE"]
+    return Discovery(tuple(runs), tuple(problems))
+
+
+def _read(path: Path) -> tuple[nib.Nifti1Image | None, np.ndarray | None, str | None]:
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        return None, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}"
+    return img, data, None
+
+
+def validate_run(run: GreRun) -> list[str]:
+    """Read every image of a run and report what prevents reconstructing it.
+
+    Checks: the files can be read completely (corrupt/truncated NIfTI), the images
+    are 3-D volumes (not 2-D slices), 4-D files hold one volume per echo time, all
+    parts and echoes share shape and affine, and there are no NaNs.
+
+    Returns
+    -------
+    list of str
+        One specific message per problem; empty when the run is fine.
+    """
+    problems: list[str] = []
+    reference: tuple[str, tuple[int, ...], np.ndarray] | None = None
+    for path in run.files:
+        img, data, error = _read(path)
+        if error:
+            problems.append(error)
+            continue
+        assert img is not None and data is not None
+        shape = data.shape
+        if run.four_d:
+            if data.ndim != 4:
+                problems.append(f"{path.name} has shape {shape}; a 4-D file with "
+                                f"{run.n_echoes} echoes was expected")
+                continue
+            if shape[3] != run.n_echoes:
+                problems.append(f"{path.name} holds {shape[3]} volumes but its sidecar lists "
+                                f"{run.n_echoes} echo times")
+            shape = shape[:3]
+        else:
+            if data.ndim == 4 and shape[3] == 1:
+                shape = shape[:3]
+            elif data.ndim != 3:
+                problems.append(f"{path.name} has shape {shape}; one 3-D volume per echo "
+                                "was expected")
+                continue
+        if sum(n > 1 for n in shape) < 3:
+            problems.append(f"{path.name} is 2-D (shape {shape}); QSM needs a 3-D volume")
+            continue
+        if np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype,
+                                                                   np.complexfloating):
+            n_nan = int(np.count_nonzero(np.isnan(data)))
+            if n_nan:
+                problems.append(f"{path.name} contains {n_nan} NaN voxel(s)")
+        affine = img.affine
+        if reference is None:
+            reference = (path.name, shape, affine)
+            continue
+        ref_name, ref_shape, ref_affine = reference
+        if shape != ref_shape:
+            problems.append(f"{path.name} has shape {shape} but {ref_name} has {ref_shape}")
+        elif not np.allclose(affine, ref_affine, atol=1e-3, rtol=1e-4):
+            problems.append(f"{path.name} and {ref_name} have different affines "
+                            "(voxel positions differ)")
+    return problems
+
+
+def bids_uri(path: Path, bids_dir: Path, dataset: str = "raw") -> str:
+    """BIDS URI of a file of a dataset, e.g. ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``."""
+    rel = Path(path).absolute().relative_to(Path(bids_dir).absolute())
+    return f"bids:{dataset}:{rel.as_posix()}"
+
+
+def run_sources(run: GreRun) -> list[str]:
+    """BIDS URIs of the raw files a run's derivatives come from."""
+    return [bids_uri(p, run.bids_dir) for p in run.files]
+
+
+def summarize(runs: Iterable[GreRun]) -> str:
+    """One line per run: name, echoes, field strength, layout (for the log)."""
+    lines = []
+    for run in runs:
+        parts = "real/imag" if run.complex_parts else "mag/phase"
+        layout = "4-D" if run.four_d else "per-echo files"
+        tes = ", ".join(f"{t * 1e3:.2f}" for t in run.echo_times)
+        t1 = " + T1w" if run.t1w else ""
+        lines.append(f"{run.prefix}: {run.n_echoes} echoes (TE {tes} ms), "
+                     f"{run.field_strength:g} T, {parts}, {layout}{t1}")
+    return "\n".join(lines)
