@@ -1,0 +1,120 @@
+"""Echo combination: phase offset (MCPC-3D-S) and weighted fit against the true field."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from field_sim import EQUAL_TES, FIELD_STRENGTH_T, UNEQUAL_TES, field_hz, head, simulate
+
+from qsmbids.recon.echo_fit import estimate_phase_offset, fit_field
+from qsmbids.recon.field_estimation import FieldEstimationSettings, estimate_field
+from qsmbids.recon.phase_scaling import wrap_to_pi
+from qsmbids.recon.units import hz_per_ppm
+from qsmbids.recon.unwrap import UnwrapSettings
+from qsmbids.recon.unwrap_laplacian import discrete_laplacian
+
+
+def _field_errors(estimate, sim, mask):
+    """(constant offset, RMSE after it, 99th percentile) of the field error in Hz."""
+    error = (estimate.field.field_hz - field_hz(sim))[mask]
+    constant = float(np.median(error))
+    centred = error - constant
+    return constant, float(np.sqrt(np.mean(centred**2))), float(np.percentile(np.abs(centred), 99))
+
+
+@pytest.mark.parametrize("echo_mode", ["temporal", "spatial"])
+@pytest.mark.parametrize("echo_times", [EQUAL_TES, UNEQUAL_TES], ids=["equal", "unequal"])
+def test_field_from_wrapped_phase_with_offset(echo_times, echo_mode):
+    phantom = head()
+    sim = simulate(echo_times, 20.0, True)
+    mask = phantom.brain_mask
+    estimate = estimate_field(sim.magnitude, sim.phase, echo_times, FIELD_STRENGTH_T, mask,
+                              phantom.voxel_size,
+                              FieldEstimationSettings(UnwrapSettings(echo_mode=echo_mode)))
+    constant, rmse, p99 = _field_errors(estimate, sim, mask)
+    span = np.ptp(field_hz(sim)[mask])
+    print(f"TE {echo_times} {echo_mode}: field error vs truth over {span:.0f} Hz: "
+          f"constant {constant:.3f} Hz, RMSE {rmse:.3f} Hz, p99 {p99:.3f} Hz, "
+          f"predicted std {np.mean(estimate.field.field_std_hz[mask]):.3f} Hz")
+    # the global 2*pi*k of the field is resolved (median field closest to 0 Hz)
+    assert abs(constant) < 0.05
+    # noise-limited: about the propagated noise (0.18 Hz) plus offset-smoothing error
+    assert rmse < 0.35 and p99 < 1.0
+    np.testing.assert_allclose(estimate.field.field_ppm * hz_per_ppm(FIELD_STRENGTH_T),
+                               estimate.field.field_hz, rtol=1e-5, atol=1e-5)
+    assert np.all(estimate.field.field_hz[~mask] == 0)
+    assert "MCPC-3D-S" in estimate.description
+
+
+@pytest.mark.parametrize("echo_times", [EQUAL_TES, UNEQUAL_TES], ids=["equal", "unequal"])
+def test_mcpc3ds_recovers_the_phase_offset(echo_times):
+    phantom = head()
+    sim = simulate(echo_times, 20.0, True)
+    mask = phantom.brain_mask
+    offset = estimate_phase_offset(sim.phase, sim.magnitude, echo_times, mask,
+                                   phantom.voxel_size)
+    error = wrap_to_pi(offset - sim.phase_offset_rad)[mask]
+    print(f"TE {echo_times}: offset error median {np.median(error):.4f}, "
+          f"std {np.std(error):.4f} rad")
+    assert abs(np.median(error)) < 0.01 and np.std(error) < 0.03
+
+
+def test_noise_free_fit_is_exact_and_reliability_matches_noise():
+    phantom = head()
+    mask = phantom.brain_mask
+    clean = simulate(UNEQUAL_TES, None, False)
+    settings = FieldEstimationSettings(offset_correction=False)
+    exact = estimate_field(clean.magnitude, clean.phase, UNEQUAL_TES, FIELD_STRENGTH_T, mask,
+                           phantom.voxel_size, settings)
+    assert np.abs(exact.field.field_hz - field_hz(clean))[mask].max() < 1e-3
+    assert exact.field.residual_rad[mask].max() < 1e-4
+    noisy = simulate(UNEQUAL_TES, 20.0, False, seed=5)
+    estimate = estimate_field(noisy.magnitude, noisy.phase, UNEQUAL_TES, FIELD_STRENGTH_T,
+                              mask, phantom.voxel_size, settings)
+    _, rmse, _ = _field_errors(estimate, noisy, mask)
+    predicted = float(np.sqrt(np.mean(estimate.field.field_std_hz[mask] ** 2)))
+    assert estimate.field.noise_sigma == pytest.approx(noisy.noise_sigma, rel=0.05)
+    assert rmse == pytest.approx(predicted, rel=0.1)
+
+
+def test_single_echo_field_is_phase_over_te():
+    phantom = head()
+    mask = phantom.brain_mask
+    sim = simulate((0.006,), 40.0, False)
+    estimate = estimate_field(sim.magnitude[..., 0], sim.phase[..., 0], (0.006,),
+                              FIELD_STRENGTH_T, mask, phantom.voxel_size)
+    constant, rmse, _ = _field_errors(estimate, sim, mask)
+    assert abs(constant) < 0.5 and rmse < 1.0
+    assert np.all(estimate.field.residual_rad == 0)
+    # noise sigma from the Rayleigh background on the FOV faces
+    assert estimate.field.noise_sigma == pytest.approx(sim.noise_sigma, rel=0.1)
+    assert "single echo" in estimate.description
+
+
+@pytest.mark.parametrize(("sigma_mm", "bound"), [(0.0, 1e-3), (4.0, 0.05)])
+def test_laplacian_pipeline_differs_from_truth_by_a_harmonic_field(sigma_mm, bound):
+    # Laplacian unwrapping is exact up to a harmonic function per echo; the fit keeps
+    # it harmonic (spatially uniform weights). Smoothing the MCPC-3D-S offset of a
+    # curved offset adds a small non-harmonic error.
+    phantom = head()
+    mask = phantom.brain_mask
+    sim = simulate(EQUAL_TES, None, True)
+    settings = FieldEstimationSettings(UnwrapSettings("laplacian", "spatial"),
+                                       offset_sigma_mm=sigma_mm)
+    estimate = estimate_field(sim.magnitude, sim.phase, EQUAL_TES, FIELD_STRENGTH_T, mask,
+                              phantom.voxel_size, settings)
+    truth = field_hz(sim)
+    inner = ndi.binary_erosion(mask, iterations=4)  # the Laplacian sees the mask edge
+    error_laplacian = discrete_laplacian(estimate.field.field_hz - truth, phantom.voxel_size)
+    truth_laplacian = discrete_laplacian(truth, phantom.voxel_size)
+    ratio = np.abs(error_laplacian[inner]).mean() / np.abs(truth_laplacian[inner]).mean()
+    assert ratio < bound
+    assert "uniform" in estimate.description
+
+
+def test_fit_rejects_inconsistent_echo_times():
+    with pytest.raises(ValueError, match="one echo time per echo"):
+        fit_field(np.zeros((3, 3, 3, 2)), np.ones((3, 3, 3, 2)), (0.01,), 3.0,
+                  np.ones((3, 3, 3), bool))
+    with pytest.raises(ValueError, match="distinct"):
+        fit_field(np.zeros((3, 3, 3, 2)), np.ones((3, 3, 3, 2)), (0.01, 0.01), 3.0,
+                  np.ones((3, 3, 3), bool))
