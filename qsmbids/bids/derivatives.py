@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import json
 import os
 import re
@@ -104,6 +105,9 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
     "xfm_inverse_warp": OutputKind((("from", "orig"), ("to", "{template}"), ("mode", "image"),
                                     ("desc", "warp")), "xfm", ".nii.gz", None,
                                    "Subject-to-template displacement field (ITK)"),
+    "xfm_t1w": OutputKind((("from", "T1w"), ("to", "orig"), ("mode", "image"),
+                           ("desc", "rigid")), "xfm", ".mat", None,
+                          "T1w-to-subject GRE rigid transform (ITK)"),
     "regions": OutputKind((("space", "orig"), ("atlas", "{atlas}"), ("desc", "{ref}")),
                           "regions", ".tsv", None,
                           "Regional susceptibility statistics"),
@@ -228,6 +232,16 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
 def atomic_copy(src: Path, dst: Path) -> Path:
     """Copy ``src`` to ``dst`` atomically."""
     return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def atomic_gzip(src: Path, dst: Path, level: int = 4) -> Path:
+    """Gzip ``src`` (e.g. a ``.nii``) into ``dst`` (``.nii.gz``) atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(src, "rb") as fin, gzip.open(tmp, "wb", compresslevel=level) as fout:
+            shutil.copyfileobj(fin, fout, 1 << 22)
+
+    return atomic_write(dst, write)
 
 
 def _json_default(obj: Any) -> Any:
@@ -397,8 +411,8 @@ def image_sidecar(*, kind: str, sources: Sequence[str], steps: Sequence[Mapping[
         sidecar["SkullStripped"] = kind not in ("magnitude", "dseg")
     if steps:
         sidecar["ProcessingSteps"] = [dict(s) for s in steps]
-        last = steps[-1]
-        sidecar["EstimationAlgorithm"] = last.get("Algorithm")
+        estimating = [s for s in steps if s.get("Step") not in ("referencing",)]
+        sidecar["EstimationAlgorithm"] = (estimating or list(steps))[-1].get("Algorithm")
     if reference is not None:
         sidecar["Reference"] = dict(reference)
     if extra:
@@ -491,7 +505,10 @@ def write_run_outputs(
         if kind not in OUTPUT_KINDS:
             raise KeyError(f"unknown output kind {kind!r}; add it to OUTPUT_KINDS")
         dst = folder / derivative_name(run_entities, kind, context)
-        atomic_copy(Path(src), dst)
+        if str(src).endswith(".nii") and dst.name.endswith(".nii.gz"):
+            atomic_gzip(Path(src), dst)
+        else:
+            atomic_copy(Path(src), dst)
         written[kind] = dst
         recorded[dst.relative_to(output_dir).as_posix()] = dst.stat().st_size
         if kind in sidecars:

@@ -54,10 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("participant", "group"):
             check_bids_app_paths(args)
-            return _fail(
-                f"the {args.command} pipeline is not available in this version yet",
-                ExitCode.UNAVAILABLE,
-            )
+            from qsmbids.cli.bids_app import run_bids_app
+
+            return run_bids_app(args)
         if args.command == "demo":
             return _fail(
                 "the demo needs the simulator and the pipeline, which are not available "

@@ -11,12 +11,22 @@ Usage errors print one line on stderr and exit with code 64.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from qsmbids import __version__
 from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.workflows.settings import (
+    BG_REMOVAL,
+    DEFAULT_PRESET,
+    INVERSION,
+    PLUGINS,
+    PRESETS,
+    REFERENCE,
+    UNWRAPPING,
+)
 
 PROG = "qsmbids"
 #: subcommands recognised in the first position instead of BIDS_DIR
@@ -111,7 +121,52 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                      help="threads per process for FFTs and ANTs (default: nprocs)")
     run.add_argument("--mem-gb", type=_positive_float, default=None,
                      help="memory limit for scheduling, in GB (default: available memory)")
+    run.add_argument("--plugin", choices=PLUGINS, default="MultiProc",
+                     help="nipype execution plugin; SLURM/SGE/PBS submit each step as a job, "
+                          "their Graph variants submit the whole cohort at once and return")
+    run.add_argument("--plugin-args", type=_json_object, default=None, metavar="JSON",
+                     help="plugin arguments as JSON, e.g. '{\"sbatch_args\": \"-p short\"}'")
+    run.add_argument("--overwrite", action="store_true",
+                     help="redo runs whose outputs are already complete")
+    run.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress lines on stderr")
+
+    meth = parser.add_argument_group(
+        "methods", "each default comes from --preset; an explicit choice wins")
+    meth.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                      help="; ".join(f"{k}: " + ", ".join(f"{m}" for m in v.values())
+                                     for k, v in PRESETS.items()))
+    meth.add_argument("--unwrapping", choices=UNWRAPPING, default=None,
+                      help="phase unwrapping: romeo (quality-guided region growing, exact) or "
+                           "laplacian")
+    meth.add_argument("--bg-removal", choices=BG_REMOVAL, default=None,
+                      help="background field removal")
+    meth.add_argument("--inversion", choices=INVERSION, default=None,
+                      help="dipole inversion")
+    meth.add_argument("--reference", choices=REFERENCE, default="wholebrain",
+                      help="susceptibility reference region")
+    meth.add_argument("--field-strength", type=_positive_float, default=None, metavar="TESLA",
+                      help="B0 used where sidecars lack MagneticFieldStrength (overrides it "
+                           "where present, with a note in the log)")
+    meth.add_argument("--mask", type=Path, default=None, metavar="PATH",
+                      help="brain mask: a NIfTI used for every run, or a folder searched for "
+                           "'<run>*_mask.nii[.gz]'; default: computed from the magnitude")
+    meth.add_argument("--atlas", default="default", metavar="NAME",
+                      help="atlas for regional tables: 'default' (MNI152NLin2009cAsym deep "
+                           "grey nuclei) or 'none'")
+    meth.add_argument("--atlas-dir", type=Path, default=None, metavar="DIR",
+                      help="folder holding an atlas in the qsmbids layout (atlas.json)")
     return parser
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def build_subcommand_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""``qsmbids BIDS_DIR OUTPUT_DIR {participant,group}``: settings from arguments, then dispatch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qsmbids.bids.discovery import DiscoveryError, load_bids_filters
+from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.cli.parser import PROG
+from qsmbids.workflows.settings import Settings
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build the frozen :class:`Settings` from parsed command-line arguments.
+
+    Raises
+    ------
+    DiscoveryError
+        When the ``--bids-filter-file`` is unusable.
+    """
+    filters = load_bids_filters(args.bids_filter_file)
+    output_dir = Path(args.output_dir).absolute()
+    work_dir = (Path(args.work_dir) if args.work_dir is not None
+                else output_dir.parent / "qsmbids_work").absolute()
+    resources = {k: v for k, v in (("nprocs", args.nprocs), ("mem_gb", args.mem_gb))
+                 if v is not None}
+    return Settings.from_preset(
+        getattr(args, "preset", "accurate"),
+        bids_dir=Path(args.bids_dir).absolute(), output_dir=output_dir, work_dir=work_dir,
+        participant_label=tuple(args.participant_label or ()),
+        session_label=tuple(args.session_label or ()),
+        bids_filters=json.dumps(filters, sort_keys=True),
+        field_strength=args.field_strength, unwrapping=args.unwrapping,
+        bg_removal=args.bg_removal, inversion=args.inversion, reference=args.reference,
+        atlas=args.atlas, atlas_dir=args.atlas_dir, mask=args.mask,
+        plugin=args.plugin, plugin_args=json.dumps(args.plugin_args or {}),
+        omp_nthreads=args.omp_nthreads or 0, overwrite=args.overwrite,
+        verbose=args.verbose, progress=args.progress, **resources)
+
+
+def run_bids_app(args: argparse.Namespace) -> int:
+    """Run the participant or group level; return the exit code."""
+    from qsmbids.cli.run import SetupError, run_participant
+
+    try:
+        settings = settings_from_args(args)
+    except DiscoveryError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return int(ExitCode.NO_INPUT)
+    try:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: error: cannot create {exc.filename}: {exc.strerror}\n")
+        return int(ExitCode.CANT_CREATE)
+    try:
+        if args.analysis_level == "group":
+            from qsmbids.cli.group import run_group
+
+            return run_group(settings)
+        return run_participant(settings)
+    except SetupError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return int(ExitCode.NO_INPUT)

@@ -1,0 +1,326 @@
+"""Thin nipype interfaces around :mod:`qsmbids.recon`: NIfTI files in, NIfTI files out.
+
+Each interface loads its inputs, calls one recon function, saves the result next
+to a ``provenance.json`` (step, algorithm, parameters) that the derivatives sink
+turns into sidecars. No numerics live here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from qsmbids.interfaces.io import geometry, load_image, save_like, write_provenance
+from qsmbids.recon.units import hz_per_ppm
+
+#: command-line method names -> names used by qsmbids.recon
+UNWRAP_NAMES = {"romeo": "region-growing", "laplacian": "laplacian"}
+
+
+def _out(name: str) -> str:
+    return str(Path(os.getcwd(), name))
+
+
+class _ThreadsInputSpec(BaseInterfaceInputSpec):
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="FFT/ANTs threads")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+class LoadGreInputSpec(BaseInterfaceInputSpec):
+    run_spec = traits.Str(mandatory=True, desc="JSON: files per part, echo times, units")
+
+
+class LoadGreOutputSpec(TraitedSpec):
+    magnitude = File(exists=True, desc="magnitude, (x, y, z, echo), float32")
+    phase = File(exists=True, desc="wrapped phase in rad, (x, y, z, echo), float32")
+    provenance = File(exists=True)
+
+
+class LoadGre(SimpleInterface):
+    """Stack the echoes of a run and convert the phase to radians (any vendor convention)."""
+
+    input_spec = LoadGreInputSpec
+    output_spec = LoadGreOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.recon.phase_scaling import (
+            magnitude_phase_from_complex,
+            scale_phase_to_radians,
+        )
+
+        spec = json.loads(self.inputs.run_spec)
+
+        def stack(paths):
+            volumes = [np.asarray(nib.load(p).dataobj, dtype=np.float32) for p in paths]
+            data = volumes[0] if spec["four_d"] else np.stack(
+                [v.reshape(v.shape[:3]) for v in volumes], axis=-1)
+            return data, nib.load(paths[0])
+
+        if spec["real"]:
+            real, ref = stack(spec["real"])
+            imag, _ = stack(spec["imag"])
+            converted = magnitude_phase_from_complex(real, imag)
+            magnitude, phase, rule = converted.magnitude, converted.phase, converted.rule
+            del real, imag
+        else:
+            magnitude, ref = stack(spec["magnitude"])
+            raw_phase, _ = stack(spec["phase"])
+            scaled = scale_phase_to_radians(raw_phase, spec.get("phase_units"))
+            phase, rule = scaled.phase, scaled.rule
+            del raw_phase
+        ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), ref.affine, ref.header)
+        self._results["magnitude"] = save_like(magnitude, ref3, _out("magnitude.nii"))
+        self._results["phase"] = save_like(phase, ref3, _out("phase.nii"))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "phase scaling", rule,
+            {"EchoTime": spec["echo_times"], "Parts": "real/imag" if spec["real"] else
+             "mag/phase"})
+        return runtime
+
+
+# ----------------------------------------------------------------------------- mask
+
+
+class BrainMaskInputSpec(BaseInterfaceInputSpec):
+    magnitude = File(exists=True, mandatory=True)
+    user_mask = File(exists=True, desc="user-supplied mask on the same grid (optional)")
+
+
+class MaskOutputSpec(TraitedSpec):
+    mask = File(exists=True)
+    provenance = File(exists=True)
+
+
+class BrainMask(SimpleInterface):
+    """Brain mask from the magnitude (no external tool), or a checked user mask."""
+
+    input_spec = BrainMaskInputSpec
+    output_spec = MaskOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.recon.masking import brain_mask, user_mask
+
+        magnitude, img = load_image(self.inputs.magnitude)
+        voxel, _ = geometry(img)
+        if isdefined(self.inputs.user_mask):
+            mask_img = nib.load(self.inputs.user_mask)
+            result = user_mask(np.asarray(mask_img.dataobj), magnitude.shape[:3], voxel,
+                               source=Path(self.inputs.user_mask).name)
+            params = {"File": Path(self.inputs.user_mask).name}
+        else:
+            result = brain_mask(magnitude, voxel)
+            params = {"Threshold": float(result.threshold)}
+        self._results["mask"] = save_like(result.mask.astype(np.uint8), img, _out("mask.nii"))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "brain mask", result.method, params,
+            {"VolumeMl": float(result.mask.sum() * np.prod(voxel) / 1000)})
+        return runtime
+
+
+# ----------------------------------------------------------------------------- field
+
+
+class FieldInputSpec(_ThreadsInputSpec):
+    magnitude = File(exists=True, mandatory=True)
+    phase = File(exists=True, mandatory=True)
+    mask = File(exists=True, mandatory=True)
+    echo_times = traits.List(traits.Float, mandatory=True, desc="seconds")
+    field_strength = traits.Float(mandatory=True, desc="tesla")
+    unwrapping = traits.Enum(*UNWRAP_NAMES, usedefault=True)
+
+
+class FieldOutputSpec(TraitedSpec):
+    field = File(exists=True, desc="total field, ppm")
+    field_noise = File(exists=True, desc="standard error of the field, ppm")
+    provenance = File(exists=True)
+
+
+class EstimateField(SimpleInterface):
+    """Phase offset removal, unwrapping and echo fit -> total field (ppm)."""
+
+    input_spec = FieldInputSpec
+    output_spec = FieldOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.recon.field_estimation import FieldEstimationSettings, estimate_field
+        from qsmbids.recon.unwrap import UnwrapSettings
+
+        magnitude, img = load_image(self.inputs.magnitude)
+        phase, _ = load_image(self.inputs.phase)
+        mask = load_image(self.inputs.mask, bool)[0]
+        voxel, _ = geometry(img)
+        settings = FieldEstimationSettings(
+            unwrap=UnwrapSettings(method=UNWRAP_NAMES[self.inputs.unwrapping]))
+        result = estimate_field(magnitude, phase, self.inputs.echo_times,
+                                self.inputs.field_strength, mask, voxel, settings)
+        del magnitude, phase
+        ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), img.affine, img.header)
+        fitted = result.field
+        self._results["field"] = save_like(fitted.field_ppm, ref3, _out("field.nii"))
+        noise = fitted.field_std_hz / np.float32(hz_per_ppm(self.inputs.field_strength))
+        self._results["field_noise"] = save_like(noise, ref3, _out("field_noise.nii"))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "field estimation", result.description,
+            {"Unwrapping": self.inputs.unwrapping,
+             "MagneticFieldStrength": self.inputs.field_strength},
+            {"NoiseSigma": float(fitted.noise_sigma)})
+        return runtime
+
+
+# ----------------------------------------------------------------------------- R2*
+
+
+class RelaxometryInputSpec(BaseInterfaceInputSpec):
+    magnitude = File(exists=True, mandatory=True)
+    mask = File(exists=True, mandatory=True)
+    echo_times = traits.List(traits.Float, mandatory=True, desc="seconds")
+
+
+class RelaxometryOutputSpec(TraitedSpec):
+    r2star = File(exists=True, desc="1/s")
+    t2star = File(exists=True, desc="s")
+    provenance = File(exists=True)
+
+
+class Relaxometry(SimpleInterface):
+    """R2* (1/s) and T2* (s) maps from the multi-echo magnitude."""
+
+    input_spec = RelaxometryInputSpec
+    output_spec = RelaxometryOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.recon.relaxometry import estimate_r2star
+
+        magnitude, img = load_image(self.inputs.magnitude)
+        mask = load_image(self.inputs.mask, bool)[0]
+        maps = estimate_r2star(magnitude, self.inputs.echo_times, mask)
+        ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), img.affine, img.header)
+        self._results["r2star"] = save_like(maps.r2star, ref3, _out("r2star.nii"))
+        self._results["t2star"] = save_like(maps.t2star, ref3, _out("t2star.nii"))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "relaxometry", maps.method, {})
+        return runtime
+
+
+# ----------------------------------------------------------------------------- QSM
+
+
+class BackgroundInputSpec(_ThreadsInputSpec):
+    field = File(exists=True, mandatory=True, desc="total field, ppm")
+    mask = File(exists=True, mandatory=True)
+    method = traits.Str("vsharp", usedefault=True)
+
+
+class BackgroundOutputSpec(TraitedSpec):
+    local_field = File(exists=True, desc="ppm")
+    mask = File(exists=True, desc="mask the local field is valid on")
+    provenance = File(exists=True)
+
+
+class RemoveBackground(SimpleInterface):
+    """Background field removal (V-SHARP, PDF, ...) -> local field and eroded mask."""
+
+    input_spec = BackgroundInputSpec
+    output_spec = BackgroundOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.workflows.methods import background_method
+
+        field, img = load_image(self.inputs.field)
+        mask = load_image(self.inputs.mask, bool)[0]
+        voxel, b0 = geometry(img)
+        result = background_method(self.inputs.method)(
+            field, mask, voxel, b0, workers=self.inputs.num_threads)
+        self._results["local_field"] = save_like(result.local_field, img,
+                                                 _out("local_field.nii"))
+        self._results["mask"] = save_like(result.mask.astype(np.uint8), img,
+                                          _out("mask_local.nii"))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "background field removal", result.method,
+            result.parameters, result.info)
+        return runtime
+
+
+class InversionInputSpec(_ThreadsInputSpec):
+    local_field = File(exists=True, mandatory=True, desc="ppm")
+    mask = File(exists=True, mandatory=True)
+    method = traits.Str("tv", usedefault=True)
+
+
+class InversionOutputSpec(TraitedSpec):
+    chi = File(exists=True, desc="ppm, mean arbitrary")
+    provenance = File(exists=True)
+
+
+class DipoleInversion(SimpleInterface):
+    """Dipole inversion (TV, TKD, ...) with the B0 direction from the affine."""
+
+    input_spec = InversionInputSpec
+    output_spec = InversionOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.workflows.methods import inversion_method
+
+        field, img = load_image(self.inputs.local_field)
+        mask = load_image(self.inputs.mask, bool)[0]
+        voxel, b0 = geometry(img)
+        result = inversion_method(self.inputs.method)(
+            field, mask, voxel, b0, workers=self.inputs.num_threads)
+        self._results["chi"] = save_like(result.chi, img, _out("chi.nii"))
+        params = dict(result.parameters)
+        params["B0Direction"] = [round(float(v), 6) for v in b0]
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "dipole inversion", result.method, params, result.info)
+        return runtime
+
+
+class ReferenceInputSpec(BaseInterfaceInputSpec):
+    chi = File(exists=True, mandatory=True, desc="ppm")
+    mask = File(exists=True, mandatory=True)
+    magnitude = File(exists=True, desc="for CSF detection")
+    r2star = File(exists=True, desc="for CSF detection")
+    method = traits.Str("wholebrain", usedefault=True)
+
+
+class ReferenceOutputSpec(TraitedSpec):
+    chi = File(exists=True, desc="ppm relative to the reference")
+    provenance = File(exists=True)
+    reference = traits.Dict(desc="region, value subtracted (ppm), voxels")
+
+
+class ReferenceSusceptibility(SimpleInterface):
+    """Subtract the mean susceptibility of a reference region (whole brain, CSF)."""
+
+    input_spec = ReferenceInputSpec
+    output_spec = ReferenceOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmbids.workflows.methods import reference_susceptibility
+
+        chi, img = load_image(self.inputs.chi)
+        mask = load_image(self.inputs.mask, bool)[0]
+        extra = {}
+        for name in ("magnitude", "r2star"):
+            value = getattr(self.inputs, name)
+            if isdefined(value):
+                extra[name] = load_image(value)[0]
+        chi_ref, reference = reference_susceptibility(chi, mask, self.inputs.method, **extra)
+        self._results["chi"] = save_like(chi_ref, img, _out("chi_ref.nii"))
+        self._results["reference"] = reference
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "referencing", reference["Region"], reference)
+        return runtime

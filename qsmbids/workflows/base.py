@@ -1,0 +1,221 @@
+"""Workflow factories: one shallow nipype graph per run, all runs in one participant graph.
+
+::
+
+    participant_wf
+      run_<sub_01_ses_1_run_1>            (init_run_wf)
+        load -> mask -> field -> bg -> inversion -> reference        (init_qsm_wf)
+                      \\-> relaxometry                               (init_field_wf)
+        register -> warp_to_template, regional_stats                (init_registration_wf)
+        sink  (always reruns: writes OUTPUT_DIR, manifest last)
+
+Every node declares ``mem_gb`` estimated from the image size and echo count, and
+``n_procs`` (threads) from ``--omp-nthreads``, so MultiProc schedules within
+``--nprocs``/``--mem-gb`` and cluster plugins request fitting resources.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+from nipype.pipeline import engine as pe
+
+from qsmbids.bids.derivatives import NameContext
+from qsmbids.bids.discovery import GreRun, run_sources
+from qsmbids.interfaces.derivatives import DerivativesSink
+from qsmbids.interfaces.io import estimate_mem_gb
+from qsmbids.interfaces.recon import (
+    BrainMask,
+    DipoleInversion,
+    EstimateField,
+    LoadGre,
+    ReferenceSusceptibility,
+    Relaxometry,
+    RemoveBackground,
+)
+from qsmbids.interfaces.registration import RegionalStats, RegisterAtlas, WarpToTemplate
+from qsmbids.workflows.settings import Settings
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run workflow needs besides the settings.
+
+    Attributes
+    ----------
+    run
+        The discovered run.
+    user_mask
+        A brain mask for this run (from ``--mask``) or None.
+    atlas_dir
+        Resolved atlas folder, or None for no registration/regional tables.
+    context
+        Labels for derivative names.
+    """
+
+    run: GreRun
+    user_mask: Path | None
+    atlas_dir: Path | None
+    context: NameContext
+
+
+def workflow_name(run: GreRun) -> str:
+    """Valid nipype name of a run's workflow, e.g. ``run_sub_01_ses_1``."""
+    return "run_" + re.sub(r"[^A-Za-z0-9]", "_", run.prefix)
+
+
+def run_spec(run: GreRun) -> str:
+    """JSON description of a run handed to the load and sink nodes."""
+    return json.dumps({
+        "entities": run.entities,
+        "magnitude": [str(p) for p in run.magnitude],
+        "phase": [str(p) for p in run.phase],
+        "real": [str(p) for p in run.real],
+        "imag": [str(p) for p in run.imag],
+        "four_d": run.four_d,
+        "echo_times": list(run.echo_times),
+        "field_strength": run.field_strength,
+        "phase_units": run.phase_units,
+        "sources": run_sources(run),
+    }, sort_keys=True)
+
+
+def _shape(run: GreRun) -> tuple[int, int, int]:
+    header = nib.load(str(run.files[0])).header
+    return tuple(int(n) for n in header.get_data_shape()[:3])  # type: ignore[return-value]
+
+
+def memory_estimates(shape: tuple[int, int, int], n_echoes: int) -> dict[str, float]:
+    """GB per node for an image of ``shape`` with ``n_echoes`` (measured peaks + margin)."""
+    return {
+        "load": estimate_mem_gb(shape, n_echoes, 4.0),
+        "mask": estimate_mem_gb(shape, n_echoes, 3.0),
+        "field": estimate_mem_gb(shape, n_echoes, 8.0),
+        "relax": estimate_mem_gb(shape, n_echoes, 4.0),
+        "bg": estimate_mem_gb(shape, 1, 12.0, pad_fraction=0.5),
+        "inv": estimate_mem_gb(shape, 1, 20.0, pad_fraction=0.25),
+        "ref": estimate_mem_gb(shape, 1, 4.0),
+        "reg": max(1.5, estimate_mem_gb(shape, n_echoes, 12.0)),
+        "warp": estimate_mem_gb(shape, 1, 8.0) + 0.5,
+        "stats": estimate_mem_gb(shape, 1, 6.0),
+        "sink": 0.3,
+    }
+
+
+def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) -> dict:
+    """Nodes from the raw files to the total field and R2*: load, mask, field, relaxometry."""
+    run = inputs.run
+    threads = settings.omp_nthreads
+    load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
+    mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
+    if inputs.user_mask is not None:
+        mask.inputs.user_mask = str(inputs.user_mask)
+    field = pe.Node(EstimateField(echo_times=list(run.echo_times),
+                                  field_strength=run.field_strength,
+                                  unwrapping=settings.unwrapping, num_threads=threads),
+                    name="field", mem_gb=mem["field"], n_procs=threads)
+    relax = pe.Node(Relaxometry(echo_times=list(run.echo_times)), name="relaxometry",
+                    mem_gb=mem["relax"])
+    return {"load": load, "mask": mask, "field": field, "relax": relax}
+
+
+def init_qsm_wf(settings: Settings, mem: dict[str, float]) -> dict:
+    """Nodes from the total field to the referenced QSM: background, inversion, reference."""
+    threads = settings.omp_nthreads
+    bg = pe.Node(RemoveBackground(method=settings.bg_removal, num_threads=threads),
+                 name="bg_removal", mem_gb=mem["bg"], n_procs=threads)
+    inv = pe.Node(DipoleInversion(method=settings.inversion, num_threads=threads),
+                  name="inversion", mem_gb=mem["inv"], n_procs=threads)
+    ref = pe.Node(ReferenceSusceptibility(method=settings.reference), name="reference",
+                  mem_gb=mem["ref"])
+    return {"bg": bg, "inv": inv, "ref": ref}
+
+
+def init_registration_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) -> dict:
+    """Nodes that register the atlas and compute regional tables (empty without an atlas)."""
+    if inputs.atlas_dir is None:
+        return {}
+    threads = settings.omp_nthreads
+    atlas = str(inputs.atlas_dir)
+    reg = pe.Node(RegisterAtlas(atlas_dir=atlas, preset=settings.registration,
+                                num_threads=threads), name="register",
+                  mem_gb=mem["reg"], n_procs=threads)
+    if inputs.run.t1w is not None:
+        reg.inputs.t1w = str(inputs.run.t1w)
+    warp = pe.Node(WarpToTemplate(atlas_dir=atlas, num_threads=threads),
+                   name="warp_to_template", mem_gb=mem["warp"], n_procs=threads)
+    stats = pe.Node(RegionalStats(atlas_dir=atlas), name="regional_stats",
+                    mem_gb=mem["stats"])
+    return {"reg": reg, "warp": warp, "stats": stats}
+
+
+def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
+    """The whole per-run pipeline, ending in the derivatives sink."""
+    run = inputs.run
+    mem = memory_estimates(_shape(run), run.n_echoes)
+    wf = pe.Workflow(name=workflow_name(run))
+    f = init_field_wf(settings, inputs, mem)
+    q = init_qsm_wf(settings, mem)
+    r = init_registration_wf(settings, inputs, mem)
+    sink = pe.Node(DerivativesSink(
+        output_dir=str(settings.output_dir), run_spec=run_spec(run),
+        context=asdict(inputs.context),
+        settings_hash=settings.digest(), settings_record=settings.method_record()),
+        name="sink", mem_gb=mem["sink"], overwrite=True)
+    wf.connect([
+        (f["load"], f["mask"], [("magnitude", "magnitude")]),
+        (f["load"], f["field"], [("magnitude", "magnitude"), ("phase", "phase")]),
+        (f["mask"], f["field"], [("mask", "mask")]),
+        (f["load"], f["relax"], [("magnitude", "magnitude")]),
+        (f["mask"], f["relax"], [("mask", "mask")]),
+        (f["field"], q["bg"], [("field", "field")]),
+        (f["mask"], q["bg"], [("mask", "mask")]),
+        (q["bg"], q["inv"], [("local_field", "local_field"), ("mask", "mask")]),
+        (q["inv"], q["ref"], [("chi", "chi")]),
+        (q["bg"], q["ref"], [("mask", "mask")]),
+        (f["load"], sink, [("provenance", "prov_load")]),
+        (f["mask"], sink, [("provenance", "prov_mask")]),
+        (f["field"], sink, [("field", "in_totalfield"), ("field_noise", "in_fieldnoise"),
+                            ("provenance", "prov_field")]),
+        (f["relax"], sink, [("r2star", "in_r2star"), ("t2star", "in_t2star"),
+                            ("provenance", "prov_relax")]),
+        (q["bg"], sink, [("local_field", "in_localfield"), ("mask", "in_mask"),
+                         ("provenance", "prov_bg")]),
+        (q["inv"], sink, [("provenance", "prov_inv")]),
+        (q["ref"], sink, [("chi", "in_chi"), ("provenance", "prov_ref"),
+                          ("reference", "reference")]),
+    ])
+    if settings.reference == "csf":
+        wf.connect([(f["load"], q["ref"], [("magnitude", "magnitude")]),
+                    (f["relax"], q["ref"], [("r2star", "r2star")])])
+    if r:
+        wf.connect([
+            (f["load"], r["reg"], [("magnitude", "magnitude")]),
+            (f["mask"], r["reg"], [("mask", "mask")]),
+            (q["ref"], r["warp"], [("chi", "in_file")]),
+            (r["reg"], r["warp"], [("inverse_xfm_files", "xfm_files"),
+                                   ("inverse_invert", "invert")]),
+            (q["ref"], r["stats"], [("chi", "chi")]),
+            (q["bg"], r["stats"], [("mask", "mask")]),
+            (f["relax"], r["stats"], [("r2star", "r2star")]),
+            (r["reg"], r["stats"], [("dseg", "dseg")]),
+            (r["reg"], sink, [("dseg", "in_dseg"), ("dseg_tsv", "in_dseg_tsv"),
+                              ("magnitude", "in_magnitude"), ("xfm_files", "xfm_files"),
+                              ("inverse_xfm_files", "inverse_xfm_files"),
+                              ("provenance", "prov_reg")]),
+            (r["warp"], sink, [("out_file", "in_chi_template")]),
+            (r["stats"], sink, [("table", "in_regions"), ("provenance", "prov_stats")]),
+        ])
+    return wf
+
+
+def init_participant_wf(settings: Settings, runs: list[RunInputs]) -> pe.Workflow:
+    """One graph holding every selected run (runs in parallel under MultiProc/clusters)."""
+    wf = pe.Workflow(name="qsmbids_wf", base_dir=str(settings.work_dir))
+    for inputs in runs:
+        wf.add_nodes([init_run_wf(settings, inputs)])
+    return wf

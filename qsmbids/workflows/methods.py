@@ -1,0 +1,124 @@
+"""Adapters from command-line method names to the :mod:`qsmbids.recon` functions.
+
+Every background method is called as ``f(field_ppm, mask, voxel_size, b0_direction,
+workers=n) -> LocalField`` and every inversion as the same with the local field,
+returning ``Susceptibility``; the recon modules differ slightly (V-SHARP needs no
+B0 direction), which is absorbed here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: CLI name -> (module, function) in qsmbids.recon.background
+_BACKGROUND = {
+    "vsharp": ("qsmbids.recon.background.vsharp", "vsharp", False),
+    "pdf": ("qsmbids.recon.background.pdf", "pdf", True),
+    "lbv": ("qsmbids.recon.background.lbv", "lbv", True),
+    "resharp": ("qsmbids.recon.background.resharp", "resharp", False),
+}
+#: CLI name -> (module, function) in qsmbids.recon.inversion
+_INVERSION = {
+    "tv": ("qsmbids.recon.inversion.tv_admm", "tv_admm"),
+    "tkd": ("qsmbids.recon.inversion.tkd", "tkd"),
+    "tikhonov": ("qsmbids.recon.inversion.tikhonov", "tikhonov"),
+    "rts": ("qsmbids.recon.inversion.rts", "rts"),
+    "ilsqr": ("qsmbids.recon.inversion.ilsqr", "ilsqr"),
+}
+
+
+class MethodUnavailable(RuntimeError):
+    """A method chosen on the command line is not part of this build."""
+
+
+def _import(module: str, name: str, method: str) -> Callable:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise MethodUnavailable(
+            f"method '{method}' is not available in this version of qsmbids "
+            f"({module}.{name} is missing)") from None
+
+
+def available(kind: str) -> dict[str, bool]:
+    """Which methods of a step (``bg_removal`` or ``inversion``) are importable."""
+    table = _BACKGROUND if kind == "bg_removal" else _INVERSION
+    out = {}
+    for name, (module, func, *_) in table.items():
+        try:
+            _import(module, func, name)
+            out[name] = True
+        except MethodUnavailable:
+            out[name] = False
+    return out
+
+
+def background_method(name: str) -> Callable[..., Any]:
+    """``f(field, mask, voxel_size, b0_direction, *, workers)`` for a background method."""
+    if name not in _BACKGROUND:
+        raise MethodUnavailable(f"unknown background removal method {name!r}")
+    module, func, takes_b0 = _BACKGROUND[name]
+    impl = _import(module, func, name)
+
+    def run(field, mask, voxel_size, b0_direction, *, workers=None):
+        if takes_b0:
+            return impl(field, mask, voxel_size, b0_direction, workers=workers)
+        return impl(field, mask, voxel_size, workers=workers)
+
+    return run
+
+
+def inversion_method(name: str) -> Callable[..., Any]:
+    """``f(local_field, mask, voxel_size, b0_direction, *, workers)`` for an inversion."""
+    if name not in _INVERSION:
+        raise MethodUnavailable(f"unknown dipole inversion method {name!r}")
+    return _import(*_INVERSION[name], name)
+
+
+def reference_susceptibility(chi: np.ndarray, mask: np.ndarray, method: str,
+                             **maps: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reference a susceptibility map (ppm) to a region; return it and what was subtracted.
+
+    ``wholebrain`` subtracts the mean over the mask, ``csf`` the mean over CSF found
+    by :mod:`qsmbids.recon.referencing`, ``none`` nothing.
+
+    Returns
+    -------
+    chi, reference
+        Referenced map (0 outside the mask) and ``{"Region", "Value", "Voxels"}``
+        (Value in ppm).
+    """
+    mask = np.asarray(mask, bool)
+    if method == "none":
+        return chi, {"Region": "none", "Value": 0.0, "Voxels": int(mask.sum())}
+    try:
+        referencing = importlib.import_module("qsmbids.recon.referencing")
+    except ImportError:
+        referencing = None
+    if referencing is not None and hasattr(referencing, "reference_susceptibility"):
+        return _call_recon_reference(referencing, chi, mask, method, maps)
+    if method != "wholebrain":
+        raise MethodUnavailable(f"reference '{method}' is not available in this version")
+    value = float(chi[mask].mean())
+    out = np.where(mask, chi - np.float32(value), 0).astype(np.float32)
+    return out, {"Region": "wholebrain", "Value": value, "Voxels": int(mask.sum())}
+
+
+def _call_recon_reference(referencing, chi, mask, method, maps):
+    """Call issue 4's referencing API and normalise its result to (chi, dict)."""
+    result = referencing.reference_susceptibility(chi, mask, method, **maps)
+    if isinstance(result, tuple):
+        chi_ref, info = result
+    else:
+        chi_ref = result.chi
+        info = {k: getattr(result, k) for k in ("region", "value", "voxels")
+                if hasattr(result, k)}
+    info = dict(info) if not isinstance(info, dict) else info
+    reference = {"Region": info.get("Region", info.get("region", method)),
+                 "Value": float(info.get("Value", info.get("value", 0.0))),
+                 "Voxels": int(info.get("Voxels", info.get("voxels", mask.sum())))}
+    return np.asarray(chi_ref, np.float32), reference

@@ -1,0 +1,179 @@
+"""Settings of a qsmbids run: one frozen dataclass handed explicitly to every factory.
+
+Method choices come from the command line; a *preset* fills every choice the user
+did not make. Only the fields that change the numbers enter :meth:`Settings.digest`
+(paths, process counts and plugins do not), so a rerun with other resources reuses
+finished outputs while a rerun with another method does not silently mix results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+#: method names offered on the command line, per step (first = default)
+UNWRAPPING = ("romeo", "laplacian")
+BG_REMOVAL = ("vsharp", "pdf", "lbv", "resharp")
+INVERSION = ("tv", "tkd", "tikhonov", "rts", "ilsqr")
+REFERENCE = ("wholebrain", "csf", "none")
+
+#: named presets: the method per step when not given explicitly
+PRESETS: dict[str, dict[str, str]] = {
+    # fast: cheap methods, fast registration
+    "fast": {"unwrapping": "laplacian", "bg_removal": "vsharp", "inversion": "tkd",
+             "registration": "fast"},
+    # accurate: the most accurate measured combination (the default)
+    "accurate": {"unwrapping": "romeo", "bg_removal": "pdf", "inversion": "tv",
+                 "registration": "fast"},
+}
+DEFAULT_PRESET = "accurate"
+
+#: nipype plugins accepted by --plugin
+PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS",
+           "PBSGraph", "LSF", "Condor", "DAGMan")
+
+#: fields that do not change the numbers (not part of the digest)
+_RESOURCE_FIELDS = {"bids_dir", "output_dir", "work_dir", "participant_label",
+                    "session_label", "bids_filters", "plugin", "plugin_args", "nprocs",
+                    "omp_nthreads", "mem_gb", "overwrite", "verbose", "progress"}
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _available_memory_gb() -> float:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return pages / 1024**3 * 0.9
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what a qsmbids run does.
+
+    Attributes
+    ----------
+    bids_dir, output_dir, work_dir
+        Input dataset (read only), derivative dataset, nipype work folder.
+    participant_label, session_label
+        Selected labels (without prefixes); empty for all.
+    bids_filters
+        pybids filters keyed by query (``megre``, ``t1w``), as JSON text (hashable).
+    field_strength
+        B0 in tesla overriding/replacing ``MagneticFieldStrength`` (None: sidecars).
+    unwrapping, bg_removal, inversion, reference
+        Method per step (see the module constants).
+    registration
+        ANTs registration preset, ``fast`` or ``accurate``.
+    preset
+        Name of the preset the methods were filled from.
+    atlas
+        Atlas name (``default``: the qsmbids MNI atlas, ``none``: no regional tables)
+        or None with ``atlas_dir`` set.
+    atlas_dir
+        Folder with an atlas in the qsmbids layout (``atlas.json``).
+    mask
+        None for automatic masks; a NIfTI used for every run, or a folder searched
+        for ``<run>*_mask.nii[.gz]``.
+    plugin, plugin_args
+        nipype execution plugin and its arguments (JSON text).
+    nprocs, omp_nthreads, mem_gb
+        Processes at once, threads per process, memory for scheduling (GB).
+    overwrite
+        Redo runs whose outputs are complete.
+    """
+
+    bids_dir: Path
+    output_dir: Path
+    work_dir: Path
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    bids_filters: str = "{}"
+    field_strength: float | None = None
+    unwrapping: str = PRESETS[DEFAULT_PRESET]["unwrapping"]
+    bg_removal: str = PRESETS[DEFAULT_PRESET]["bg_removal"]
+    inversion: str = PRESETS[DEFAULT_PRESET]["inversion"]
+    reference: str = "wholebrain"
+    registration: str = PRESETS[DEFAULT_PRESET]["registration"]
+    preset: str = DEFAULT_PRESET
+    atlas: str | None = "default"
+    atlas_dir: Path | None = None
+    mask: Path | None = None
+    plugin: str = "MultiProc"
+    plugin_args: str = "{}"
+    nprocs: int = field(default_factory=_cpu_count)
+    omp_nthreads: int = 0
+    mem_gb: float = field(default_factory=_available_memory_gb)
+    overwrite: bool = False
+    verbose: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {"unwrapping": UNWRAPPING, "bg_removal": BG_REMOVAL,
+                  "inversion": INVERSION, "reference": REFERENCE,
+                  "registration": ("fast", "accurate"), "preset": tuple(PRESETS),
+                  "plugin": PLUGINS}
+        for name, allowed in checks.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; "
+                                 f"got {getattr(self, name)!r}")
+        if self.omp_nthreads <= 0:
+            object.__setattr__(self, "omp_nthreads", max(1, self.nprocs))
+
+    @classmethod
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **chosen: Any) -> Settings:
+        """Settings with the preset's methods, overridden by the non-None ``chosen`` values."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+        values: dict[str, Any] = dict(PRESETS[preset])
+        values.update({k: v for k, v in chosen.items() if v is not None})
+        return cls(preset=preset, **values)
+
+    @property
+    def filters(self) -> dict[str, dict[str, Any]]:
+        """``bids_filters`` decoded."""
+        return json.loads(self.bids_filters)
+
+    @property
+    def plugin_arguments(self) -> dict[str, Any]:
+        """``plugin_args`` decoded."""
+        return json.loads(self.plugin_args)
+
+    @property
+    def graph_plugin(self) -> bool:
+        """True for plugins that submit the whole graph and return (no waiting)."""
+        return self.plugin.endswith("Graph") or self.plugin == "DAGMan"
+
+    @property
+    def min_echoes(self) -> int:
+        """Fewest echoes the chosen methods need (phase offset removal and R2* need 2)."""
+        return 2
+
+    def method_record(self) -> dict[str, Any]:
+        """The settings that change the results (written into manifests and logs)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in _RESOURCE_FIELDS}
+        return json.loads(json.dumps(record, default=str))
+
+    def digest(self) -> str:
+        """Short hash of :meth:`method_record` (identifies results made with these settings)."""
+        text = json.dumps(self.method_record(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields as JSON-compatible values."""
+        return json.loads(json.dumps(asdict(self), default=str))
