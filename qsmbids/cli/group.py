@@ -10,7 +10,7 @@ from qsmbids.cli.exit_codes import ExitCode
 from qsmbids.workflows.settings import Settings
 
 
-def run_group(settings: Settings, stream: TextIO | None = sys.stderr) -> int:
+def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int:
     """Build the cohort tables (issue 6's table builder) and, when available, the group report.
 
     Returns
@@ -20,6 +20,8 @@ def run_group(settings: Settings, stream: TextIO | None = sys.stderr) -> int:
     """
     from qsmbids.bids.derivatives import init_output_dir, output_lock
 
+    if stream == "stderr":
+        stream = sys.stderr
     init_output_dir(settings.output_dir, settings.bids_dir)
     try:
         tables = importlib.import_module("qsmbids.stats.tables")

@@ -239,7 +239,7 @@ def _plugin_args(settings: Settings, progress: Progress | None) -> dict:
     return args
 
 
-def run_participant(settings: Settings, stream: TextIO | None = sys.stderr) -> int:
+def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") -> int:
     """Process every selected run; print a summary; return the exit code (0 or 1).
 
     Parameters
@@ -251,6 +251,8 @@ def run_participant(settings: Settings, stream: TextIO | None = sys.stderr) -> i
     """
     from qsmbids.bids.citation import methods_boilerplate
 
+    if stream == "stderr":
+        stream = sys.stderr
     say = (lambda text: stream.write(text + "\n")) if stream is not None else (lambda t: None)
     atlas_dir = resolve_atlas(settings)
     context = NameContext(ref=settings.reference, **_atlas_labels(atlas_dir))
@@ -348,8 +350,9 @@ def report(outcomes: list[RunOutcome], stream: TextIO | None, *, graph: bool = F
                   for s in ("done", "skipped", "submitted", "failed")}
         stream.write("qsmbids summary: " + ", ".join(
             f"{n} {s}" for s, n in counts.items() if n or s in ("done", "failed")) + "\n")
-        for outcome in failed:
-            stream.write(f"  FAILED {outcome.name}: {outcome.message}\n")
+        for outcome in sorted(failed, key=lambda o: o.name):
+            message = " ".join(outcome.message.split())
+            stream.write(f"  FAILED {outcome.name}: {message}\n")
         if graph:
             stream.write("  runs were submitted to the cluster; rerun the same command "
                          "afterwards to check they completed\n")

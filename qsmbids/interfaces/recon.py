@@ -291,8 +291,8 @@ class DipoleInversion(SimpleInterface):
 class ReferenceInputSpec(BaseInterfaceInputSpec):
     chi = File(exists=True, mandatory=True, desc="ppm")
     mask = File(exists=True, mandatory=True)
-    magnitude = File(exists=True, desc="for CSF detection")
-    r2star = File(exists=True, desc="for CSF detection")
+    dseg = File(exists=True, desc="atlas labels on the subject grid (for --reference csf)")
+    atlas_dir = traits.Str(desc="atlas folder (its CSF reference labels)")
     method = traits.Str("wholebrain", usedefault=True)
 
 
@@ -313,12 +313,16 @@ class ReferenceSusceptibility(SimpleInterface):
 
         chi, img = load_image(self.inputs.chi)
         mask = load_image(self.inputs.mask, bool)[0]
-        extra = {}
-        for name in ("magnitude", "r2star"):
-            value = getattr(self.inputs, name)
-            if isdefined(value):
-                extra[name] = load_image(value)[0]
-        chi_ref, reference = reference_susceptibility(chi, mask, self.inputs.method, **extra)
+        reference_mask = None
+        if isdefined(self.inputs.dseg) and isdefined(self.inputs.atlas_dir):
+            from qsmbids.atlas.model import load_atlas
+
+            labels = load_image(self.inputs.dseg, np.int32)[0]
+            csf = load_atlas(self.inputs.atlas_dir, check_images=False).references.get(
+                "CSF", ())
+            reference_mask = np.isin(labels, list(csf)) if csf else None
+        chi_ref, reference = reference_susceptibility(chi, mask, self.inputs.method,
+                                                      reference_mask)
         self._results["chi"] = save_like(chi_ref, img, _out("chi_ref.nii"))
         self._results["reference"] = reference
         self._results["provenance"] = write_provenance(

@@ -189,9 +189,9 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         (q["ref"], sink, [("chi", "in_chi"), ("provenance", "prov_ref"),
                           ("reference", "reference")]),
     ])
-    if settings.reference == "csf":
-        wf.connect([(f["load"], q["ref"], [("magnitude", "magnitude")]),
-                    (f["relax"], q["ref"], [("r2star", "r2star")])])
+    if settings.reference == "csf" and r:
+        q["ref"].inputs.atlas_dir = str(inputs.atlas_dir)
+        wf.connect([(r["reg"], q["ref"], [("dseg", "dseg")])])
     if r:
         wf.connect([
             (f["load"], r["reg"], [("magnitude", "magnitude")]),

@@ -80,45 +80,26 @@ def inversion_method(name: str) -> Callable[..., Any]:
 
 
 def reference_susceptibility(chi: np.ndarray, mask: np.ndarray, method: str,
-                             **maps: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+                             reference_mask: np.ndarray | None = None
+                             ) -> tuple[np.ndarray, dict[str, Any]]:
     """Reference a susceptibility map (ppm) to a region; return it and what was subtracted.
 
-    ``wholebrain`` subtracts the mean over the mask, ``csf`` the mean over CSF found
-    by :mod:`qsmbids.recon.referencing`, ``none`` nothing.
+    ``wholebrain`` subtracts the mean over the mask, ``csf`` the mean over
+    ``reference_mask`` (CSF labels of the atlas warped to the subject), ``none`` nothing
+    (see :func:`qsmbids.recon.referencing.reference_susceptibility`).
 
     Returns
     -------
     chi, reference
-        Referenced map (0 outside the mask) and ``{"Region", "Value", "Voxels"}``
-        (Value in ppm).
+        Referenced map (0 outside the mask) and ``{"Region", "Value", "Voxels",
+        "Description"}`` (Value in ppm).
     """
-    mask = np.asarray(mask, bool)
-    if method == "none":
-        return chi, {"Region": "none", "Value": 0.0, "Voxels": int(mask.sum())}
-    try:
-        referencing = importlib.import_module("qsmbids.recon.referencing")
-    except ImportError:
-        referencing = None
-    if referencing is not None and hasattr(referencing, "reference_susceptibility"):
-        return _call_recon_reference(referencing, chi, mask, method, maps)
-    if method != "wholebrain":
-        raise MethodUnavailable(f"reference '{method}' is not available in this version")
-    value = float(chi[mask].mean())
-    out = np.where(mask, chi - np.float32(value), 0).astype(np.float32)
-    return out, {"Region": "wholebrain", "Value": value, "Voxels": int(mask.sum())}
+    from qsmbids.recon.referencing import reference_susceptibility as recon_reference
 
-
-def _call_recon_reference(referencing, chi, mask, method, maps):
-    """Call issue 4's referencing API and normalise its result to (chi, dict)."""
-    result = referencing.reference_susceptibility(chi, mask, method, **maps)
-    if isinstance(result, tuple):
-        chi_ref, info = result
-    else:
-        chi_ref = result.chi
-        info = {k: getattr(result, k) for k in ("region", "value", "voxels")
-                if hasattr(result, k)}
-    info = dict(info) if not isinstance(info, dict) else info
-    reference = {"Region": info.get("Region", info.get("region", method)),
-                 "Value": float(info.get("Value", info.get("value", 0.0))),
-                 "Voxels": int(info.get("Voxels", info.get("voxels", mask.sum())))}
-    return np.asarray(chi_ref, np.float32), reference
+    name = {"wholebrain": "whole_brain"}.get(method, method)
+    if name == "csf" and reference_mask is None:
+        raise MethodUnavailable("--reference csf needs an atlas with a CSF reference region "
+                                "(use --atlas/--atlas-dir, or --reference wholebrain)")
+    chi_ref, ref = recon_reference(chi, mask, name, reference_mask=reference_mask)
+    return chi_ref, {"Region": method, "Value": ref.value_ppm, "Voxels": ref.n_voxels,
+                     "Description": ref.description}
