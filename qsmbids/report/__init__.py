@@ -1,0 +1,1 @@
+"""Visual QC: figures, QC metrics and the participant and cohort HTML reports."""

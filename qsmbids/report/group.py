@@ -1,0 +1,329 @@
+"""The cohort QC report: ``OUTPUT_DIR/group.html``.
+
+Per region, the distribution of a regional value (default: the mean susceptibility)
+across participants' runs, the same values against age when known, outliers flagged
+by a robust z-score (median/MAD), the QC metrics table of every run and a list of all
+participants with links to their reports. The page is one self-contained file: its
+figures are embedded as PNG data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
+from qsmbids.bids.derivatives import atomic_write_text
+from qsmbids.report import figures as fg
+from qsmbids.report import html as hp
+from qsmbids.report.qc_metrics import QC_COLUMNS, robust_z, write_cohort_qc_tsv
+
+
+@dataclass(frozen=True)
+class CohortColumns:
+    """Column names of the cohort regional table (long format: one row per
+    participant/session/run/region).
+
+    Attributes
+    ----------
+    participant, session, run
+        Identifier columns (``session``/``run`` may be absent from the table).
+    region
+        Region name column.
+    value
+        Column plotted and screened for outliers (ppm).
+    age
+        Age column (years), in the table or in ``participants.tsv``.
+    """
+
+    participant: str = "participant_id"
+    session: str = "session_id"
+    run: str = "run_id"
+    region: str = "region"
+    value: str = "mean"
+    age: str = "age"
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """Result of :func:`write_group_report`."""
+
+    html: Path
+    participants: tuple[str, ...]
+    outliers: pd.DataFrame
+
+
+def _read_table(table: pd.DataFrame | str | os.PathLike, what: str) -> pd.DataFrame:
+    if isinstance(table, pd.DataFrame):
+        return table.copy()
+    try:
+        return pd.read_csv(table, sep="\t", na_values=["n/a"], keep_default_na=True,
+                           dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"cannot read the {what} {table}: {exc}") from exc
+
+
+def _sub(label: str) -> str:
+    label = str(label)
+    return label if label.startswith("sub-") else f"sub-{label}"
+
+
+def _run_label(row: pd.Series, columns: CohortColumns) -> str:
+    parts = [str(row[columns.participant])]
+    for name in (columns.session, columns.run):
+        value = row.get(name)
+        if isinstance(value, str) and value and value not in parts[0]:
+            parts.append(value)
+    return " ".join(parts)
+
+
+def _png_data_uri(plot: Callable[[Path], Path]) -> str:
+    with tempfile.TemporaryDirectory(prefix="qsmbids-group-") as tmp:
+        path = plot(Path(tmp) / "figure.png")
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def _region_order(present: Sequence[str], regions: Sequence[str] | None) -> list[str]:
+    if regions is not None:
+        missing = [r for r in regions if r not in present]
+        if missing:
+            raise ValueError(f"regions not in the regional table: {missing}")
+        return list(regions)
+    lateral = [r for r in DEFAULT_REGIONS if r in present]
+    if lateral:
+        return lateral
+    bilateral = list(dict.fromkeys(bilateral_name(r) for r in DEFAULT_REGIONS))
+    return [r for r in bilateral if r in present] or sorted(present)
+
+
+def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence[str],
+                  outlier_z: float) -> tuple[list[fg.CohortValues], pd.DataFrame]:
+    """Per-region values, robust z-scores and outlier flags.
+
+    Parameters
+    ----------
+    table
+        Long-format regional table with an ``age`` column (NaN where unknown).
+    columns
+        Its column names.
+    regions
+        Regions to include, in order.
+    outlier_z
+        |robust z| above which a value is an outlier.
+
+    Returns
+    -------
+    values : list of CohortValues
+    outliers : pandas.DataFrame
+        Columns ``run``, ``region``, ``value``, ``robust_z``.
+    """
+    entries, flagged = [], []
+    for region in regions:
+        rows = table[table[columns.region] == region]
+        values = pd.to_numeric(rows[columns.value], errors="coerce").to_numpy(np.float64)
+        z = robust_z(values)
+        outlier = np.abs(np.nan_to_num(z)) > outlier_z
+        ids = tuple(_run_label(row, columns) for _, row in rows.iterrows())
+        ages = pd.to_numeric(rows[columns.age], errors="coerce").to_numpy(np.float64)
+        entries.append(fg.CohortValues(region, values, ids, outlier, ages))
+        flagged += [{"run": ids[k], "region": region, "value": values[k],
+                     "robust_z": z[k]} for k in np.flatnonzero(outlier)]
+    return entries, pd.DataFrame(flagged, columns=["run", "region", "value", "robust_z"])
+
+
+def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
+              columns: CohortColumns) -> pd.DataFrame:
+    if columns.age in table.columns and table[columns.age].notna().any():
+        return table
+    table = table.drop(columns=[columns.age], errors="ignore")
+    if participants_tsv is None:
+        table[columns.age] = np.nan
+        return table
+    people = _read_table(participants_tsv, "participants table")
+    if "participant_id" not in people.columns:
+        raise ValueError(f"{participants_tsv} has no participant_id column")
+    if columns.age not in people.columns:
+        table[columns.age] = np.nan
+        return table
+    people = people.assign(_sub=people["participant_id"].map(_sub))[["_sub", columns.age]]
+    table = table.assign(_sub=table[columns.participant].map(_sub))
+    return table.merge(people, on="_sub", how="left").drop(columns="_sub")
+
+
+_ENTITY = re.compile(r"(?:^|_)(sub|ses|acq|rec|run)-([A-Za-z0-9]+)")
+
+
+def _run_entities(name: str) -> dict[str, str]:
+    return {key: f"{key}-{value}" for key, value in _ENTITY.findall(name)}
+
+
+def collect_run_tables(output_dir: str | os.PathLike, pattern: str = "sub-*/**/*_regions.tsv"
+                       ) -> pd.DataFrame:
+    """Concatenate the per-run regional tables under ``output_dir`` into one long table.
+
+    Identifier columns ``participant_id``, ``session_id`` and ``run_id`` (the file
+    name's sub/ses/acq/rec/run entities) are added where the tables lack them.
+
+    Raises
+    ------
+    ValueError
+        When no table matches ``pattern``.
+    """
+    frames = []
+    for path in sorted(Path(output_dir).glob(pattern)):
+        frame = _read_table(path, "regional table")
+        entities = _run_entities(path.name)
+        if "sub" not in entities:
+            continue
+        ids = {"participant_id": entities["sub"], "session_id": entities.get("ses"),
+               "run_id": "_".join(entities.values())}
+        for position, (column, value) in enumerate(ids.items()):
+            if column not in frame.columns:
+                frame.insert(position, column, value)
+        frames.append(frame)
+    if not frames:
+        raise ValueError(f"no regional tables ({pattern}) under {output_dir}: run the "
+                         "participant level first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_group_report(
+    output_dir: str | os.PathLike,
+    bids_dir: str | os.PathLike | None = None,
+    *,
+    regional_table: pd.DataFrame | str | os.PathLike | None = None,
+    qc_table: pd.DataFrame | str | os.PathLike | None = None,
+    participants_tsv: str | os.PathLike | None = None,
+    columns: CohortColumns = CohortColumns(),
+    regions: Sequence[str] | None = None,
+    outlier_z: float = 3.5,
+) -> GroupReport:
+    """Write ``OUTPUT_DIR/group.html`` (and the cohort QC table ``OUTPUT_DIR/group_qc.tsv``).
+
+    Tables not given are found in ``output_dir``: the per-run regional tables
+    (``*_regions.tsv``, see :func:`collect_run_tables`), the participants' QC tables
+    (``sub-*/figures/sub-*_qc.tsv`` written by the participant report) and
+    ``BIDS_DIR/participants.tsv``.
+
+    Parameters
+    ----------
+    output_dir
+        Derivatives dataset root (participant reports ``sub-X.html`` are linked).
+    bids_dir
+        The raw dataset (for ``participants.tsv``).
+    regional_table
+        Cohort regional table (TSV path or DataFrame), long format, see
+        :class:`CohortColumns`; values in ppm.
+    qc_table
+        Cohort QC table (:func:`qsmbids.report.qc_metrics.write_cohort_qc_tsv`).
+    participants_tsv
+        BIDS ``participants.tsv`` (for ages when the regional table has none, and for
+        listing participants without results).
+    columns
+        Column names of ``regional_table``.
+    regions
+        Regions to show, in order (default: the default lateral regions present,
+        else the bilateral ones, else all).
+    outlier_z
+        |robust z-score| above which a value is flagged.
+
+    Returns
+    -------
+    GroupReport
+        The HTML path, every participant listed, and the outliers.
+    """
+    output_dir = Path(output_dir)
+    if regional_table is None:
+        regional_table = collect_run_tables(output_dir)
+    if qc_table is None:
+        found = sorted(output_dir.glob("sub-*/figures/sub-*_qc.tsv"))
+        if found:
+            qc_table = write_cohort_qc_tsv(found, output_dir / "group_qc.tsv")
+    if participants_tsv is None and bids_dir is not None:
+        candidate = Path(bids_dir) / "participants.tsv"
+        participants_tsv = candidate if candidate.is_file() else None
+    table = _read_table(regional_table, "regional table")
+    for needed in (columns.participant, columns.region, columns.value):
+        if needed not in table.columns:
+            raise ValueError(f"the regional table has no {needed!r} column "
+                             f"(columns: {', '.join(map(str, table.columns))})")
+    table = _join_age(table, participants_tsv, columns)
+    order = _region_order(sorted(set(table[columns.region].dropna())), regions)
+    entries, outliers = cohort_values(table, columns, order, outlier_z)
+
+    qc = _read_table(qc_table, "QC table") if qc_table is not None else None
+    participants = set(table[columns.participant].map(_sub))
+    if qc is not None and "participant_id" in qc.columns:
+        participants |= set(qc["participant_id"].map(_sub))
+    if participants_tsv is not None:
+        participants |= set(_read_table(participants_tsv, "participants table")
+                            ["participant_id"].map(_sub))
+    participants_sorted = tuple(sorted(participants))
+
+    ylabel = f"{columns.value} susceptibility (ppm)"
+    id_columns = [c for c in (columns.participant, columns.session, columns.run)
+                  if c in table.columns]
+    n_runs = table.drop_duplicates(id_columns).shape[0]
+    body = ['<h2 id="participants">Participants</h2>',
+            f"<p>{len(participants_sorted)} participant(s); {n_runs} run(s) with regional "
+            "values.</p>"]
+    with_values = set(table[columns.participant].map(_sub))
+    rows = []
+    for sub in participants_sorted:
+        link = output_dir / f"{sub}.html"
+        rows.append({"participant_id": sub,
+                     "report": f"{sub}.html" if link.exists() else "(no report)",
+                     "regional values": "yes" if sub in with_values else "no"})
+    body.append(hp.table(["participant_id", "report", "regional values"], rows,
+                         flagged=[r["regional values"] == "no" for r in rows]))
+
+    body.append('<h2 id="distributions">Regional distributions</h2>')
+    body.append(hp.figure(
+        _png_data_uri(lambda p: fg.plot_region_distributions(entries, p, ylabel=ylabel)),
+        "regional distributions",
+        f"Column '{columns.value}' of each run, per region: box (median, quartiles) and "
+        f"points; red crosses are outliers (robust z-score |z| > {outlier_z:g}, from the "
+        "median and the median absolute deviation of that region).", light=True))
+    body.append('<h2 id="age">Against age</h2>')
+    if any(np.isfinite(e.ages).any() for e in entries):
+        body.append(hp.figure(
+            _png_data_uri(lambda p: fg.plot_values_vs_age(entries, p, ylabel="ppm")),
+            "values against age",
+            "Per region, the value of each run against the participant's age with a "
+            "least-squares line (slope in ppb per year).", light=True))
+    else:
+        body.append('<p class="note">No ages: neither the regional table nor '
+                    "participants.tsv has an 'age' column with values.</p>")
+    body.append('<h2 id="outliers">Outliers</h2>')
+    if outliers.empty:
+        body.append(hp.warning_list([], none_text="No regional value is an outlier."))
+    else:
+        body.append(hp.warning_list(
+            f"{row.run}: {row.region} = {row.value:.4f} ppm (robust z {row.robust_z:+.1f})"
+            for row in outliers.itertuples()))
+    body.append('<h2 id="qc">QC metrics per run</h2>')
+    if qc is None:
+        body.append('<p class="note">No QC table was given.</p>')
+    else:
+        shown = [c for c in QC_COLUMNS if c in qc.columns] or list(qc.columns)
+        records = qc.fillna("n/a").to_dict("records")
+        flags = [str(r.get("n_warnings", "0")) not in ("0", "n/a") for r in records]
+        body.append('<p class="note">Rows with warnings are highlighted; the codes are '
+                    "explained in each participant's report.</p>")
+        body.append(hp.table(shown, records, flagged=flags))
+    nav = [("participants", "Participants"), ("distributions", "Distributions"),
+           ("age", "Age"), ("outliers", "Outliers"), ("qc", "QC metrics")]
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = hp.page("qsmbids cohort report", f"Generated {stamp}", nav, "\n".join(body))
+    html_path = atomic_write_text(output_dir / "group.html", page)
+    return GroupReport(html_path, participants_sorted, outliers)
