@@ -1,0 +1,1 @@
+"""Regional statistics and the per-run and cohort tables built from them."""
