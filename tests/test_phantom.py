@@ -90,8 +90,12 @@ def test_interior_maps_equal_tissue_table(phantom2):
     ranges = [np.ptp([getattr(props, field) for props in brain.values()])
               for field in ("chi_ppm", "m0", "r2star_3t")]
     checked = 0
+    boxes = ndi.find_objects(p.labels)
     for label, props in brain.items():
-        interior = ndi.distance_transform_edt(p.labels == label, sampling=p.voxel_size) >= 6
+        box = tuple(slice(max(s.start - 4, 0), s.stop + 4) for s in boxes[label - 1])
+        interior = np.zeros(p.labels.shape, bool)
+        interior[box] = ndi.distance_transform_edt(p.labels[box] == label,
+                                                   sampling=p.voxel_size) >= 6
         if interior.sum() < 3:
             continue  # small structures have no voxel 6 mm inside at 2 mm
         checked += 1
@@ -102,7 +106,8 @@ def test_interior_maps_equal_tissue_table(phantom2):
             assert np.percentile(error, 95) <= 2e-3 * span, LABEL_NAMES[label]
             assert abs(values[interior].mean() - expected) <= 1e-3 * span, LABEL_NAMES[label]
     assert checked >= 7
-    outside = ndi.distance_transform_edt(p.labels == 0, sampling=p.voxel_size) >= 6
+    outside = ndi.distance_transform_edt(p.labels == 0, sampling=p.voxel_size) > 6
+    outside[..., :4] = False  # the neck leaves the grid at the bottom
     assert np.abs(p.chi[outside]).max() < 1e-4 and np.abs(p.m0[outside]).max() < 1e-4
 
 
@@ -138,15 +143,15 @@ VOLUME_ML = {"Caudate": (3.0, 6.0), "Putamen": (4.0, 7.0), "GlobusPallidus": (1.
 
 
 @pytest.fixture(scope="module")
-def phantom1():
-    return make_head_phantom(1.0, calcification=False)
+def phantom15():
+    return make_head_phantom(1.5, calcification=False)
 
 
-def test_nuclei_sizes_and_symmetry(phantom1):
-    p = phantom1
+def test_nuclei_sizes_and_symmetry(phantom15):
+    p = phantom15
     for name in NUCLEI:
         left, right = p.labels == LABELS[f"{name}_L"], p.labels == LABELS[f"{name}_R"]
-        vol = left.sum() / 1000
+        vol = left.sum() * 1.5**3 / 1000
         lo, hi = VOLUME_ML[name]
         assert lo <= vol <= hi, f"{name}: {vol:.2f} mL"
         assert right.sum() == left.sum()
@@ -161,7 +166,7 @@ def _atlas_centroid(path, labels):
 
 
 @pytest.mark.skipif(not ATLASES.is_dir(), reason="shared atlases not available")
-def test_nuclei_positions_match_real_atlases(phantom1):
+def test_nuclei_positions_match_real_atlases(phantom15):
     """Left-nucleus centroids within 4 mm of CIT168 / AAL3 / Diedrichsen's (5 mm: other MNI)."""
     cit = ATLASES / "tpl-MNI152NLin2009cAsym_atlas-CIT168_dseg.nii.gz"
     aal = ATLASES / "atlas-AAL3_dseg.nii.gz"
@@ -171,7 +176,7 @@ def test_nuclei_positions_match_real_atlases(phantom1):
             "RedNucleus": (cit, [8], 4.0), "Thalamus": (aal, list(range(121, 151, 2)), 4.0),
             "Dentate": (dent, [29], 5.0)}
     for name, (path, labels, tol) in refs.items():
-        mine = _centroid_mm(phantom1.labels == LABELS[f"{name}_L"], phantom1.affine)
+        mine = _centroid_mm(phantom15.labels == LABELS[f"{name}_L"], phantom15.affine)
         ref = _atlas_centroid(path, labels)
         assert np.linalg.norm(mine - ref) < tol, f"{name}: {mine} vs {ref}"
 
