@@ -59,34 +59,44 @@ def write_run(root: Path, stem: str, *, echo_times=(0.005, 0.010, 0.015), field_
               voxel=3.0) -> dict:
     """Write one run's echoes (mag/phase NIfTI + JSON) as ``root/stem_echo-N_part-*_MEGRE``.
 
-    ``phase_units``: ``rad`` (float radians, sidecar Units rad) or ``siemens``
-    (integers -4096..4094 stored as 0..4095 with slope 2 / intercept -4096, no Units).
-    Returns the truth (chi, labels, brain mask, affine).
+    ``phase_units`` as in :func:`write_signal`. Returns the truth (chi, labels, brain
+    mask, affine).
     """
     chi, m0, r2, brain, labels, affine = head(shape, voxel, oblique_deg)
     rng = np.random.default_rng(seed)
     sig = simulate_multi_echo_gre(chi, m0, r2, echo_times, field_strength, (voxel,) * 3,
                                   b0_direction_from_affine(affine), snr=snr,
                                   phase_offset_rad=smooth_phase_offset(shape, rng=rng), rng=rng)
+    write_signal(root, stem, sig.magnitude, sig.phase, affine, echo_times, field_strength,
+                 phase_units)
+    return {"chi": chi, "labels": labels, "brain": brain, "affine": affine}
+
+
+def write_signal(root: Path, stem: str, magnitude: np.ndarray, phase: np.ndarray,
+                 affine: np.ndarray, echo_times, field_strength: float,
+                 phase_units: str = "rad") -> None:
+    """Write magnitude/phase (x, y, z, echo) as per-echo MEGRE NIfTIs with JSON sidecars.
+
+    ``phase_units``: ``rad`` (float radians, sidecar Units rad) or ``siemens``
+    (integers -4096..4094 stored as 0..4095 with slope 2 / intercept -4096, no Units).
+    """
     path = root / stem
     path.parent.mkdir(parents=True, exist_ok=True)
     for n, te in enumerate(echo_times, start=1):
-        mag = nib.Nifti1Image(sig.magnitude[..., n - 1].astype(np.float32), affine)
+        mag = nib.Nifti1Image(magnitude[..., n - 1].astype(np.float32), affine)
         base = f"{path}_echo-{n}_part-"
         nib.save(mag, base + "mag_MEGRE.nii.gz")
-        phase = sig.phase[..., n - 1]
         meta = {"EchoTime": te, "MagneticFieldStrength": field_strength}
         if phase_units == "siemens":
-            stored = np.clip(np.round(phase * 4096 / np.pi), -4096, 4094)
+            stored = np.clip(np.round(phase[..., n - 1] * 4096 / np.pi), -4096, 4094)
             img = nib.Nifti1Image(((stored + 4096) / 2).astype(np.uint16), affine)
             img.header.set_slope_inter(2.0, -4096.0)
         else:
-            img = nib.Nifti1Image(phase.astype(np.float32), affine)
+            img = nib.Nifti1Image(phase[..., n - 1].astype(np.float32), affine)
             meta["Units"] = "rad"
         nib.save(img, base + "phase_MEGRE.nii.gz")
         for part in ("mag", "phase"):
             Path(base + f"{part}_MEGRE.json").write_text(json.dumps(meta))
-    return {"chi": chi, "labels": labels, "brain": brain, "affine": affine}
 
 
 def new_dataset(root: Path) -> Path:

@@ -177,7 +177,13 @@ class Progress:
                 self._log(run.prefix, detail)
             self.done += 1 if node.name == "sink" else 0
             return
-        self._log(run.prefix, f"end {node.name} ({elapsed:.1f} s)")
+        result = _node_result(node)
+        runtime = getattr(result, "runtime", None)
+        peak = getattr(runtime, "peak_rss_gb", None) if runtime is not None else None
+        cached = runtime is None or not hasattr(runtime, "duration")
+        memory = f", peak {peak:.2f} GB" if isinstance(peak, float) else ""
+        self._log(run.prefix, f"end {node.name} ({elapsed:.1f} s{memory})"
+                              + (" [cached]" if cached else ""))
         if node.name == "sink":
             self.done += 1
             self.say(f"[{self.done}/{self.total} runs done] {run.prefix}: finished")

@@ -8,7 +8,6 @@ from pathlib import Path
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    SimpleInterface,
     TraitedSpec,
     isdefined,
     traits,
@@ -19,7 +18,7 @@ from qsmbids.bids.derivatives import (
     image_sidecar,
     write_run_outputs,
 )
-from qsmbids.interfaces.io import read_provenance
+from qsmbids.interfaces.io import MeasuredInterface, read_provenance
 
 #: provenance inputs, in pipeline order
 STEPS = ("load", "mask", "field", "relax", "bg", "inv", "ref", "reg", "stats")
@@ -39,6 +38,21 @@ STEPS_FOR_KIND = {
 }
 FILE_KINDS = ("chi", "chi_template", "mask", "totalfield", "localfield", "fieldnoise",
               "r2star", "t2star", "magnitude", "dseg", "dseg_tsv", "regions")
+
+
+#: column definitions of the regional TSV (BIDS tabular sidecar)
+REGION_COLUMNS = {
+    "region": {"Description": "atlas region (L/R suffix) or bilateral union"},
+    "hemisphere": {"Description": "L, R or bilateral"},
+    "n_voxels": {"Description": "voxels of the region inside the reconstruction mask"},
+    "volume_mm3": {"Description": "volume of those voxels", "Units": "mm^3"},
+    **{c: {"Description": f"{c} of the susceptibility over the region", "Units": "ppm"}
+       for c in ("mean", "median", "std", "iqr", "p05", "p95", "robust_mean")},
+    "coverage": {"Description": "fraction of the region's voxels inside the mask"},
+    "border_fraction": {"Description": "fraction of voxels on the region border"},
+    "r2star_mean": {"Description": "mean R2* over the region", "Units": "1/s"},
+    "r2star_median": {"Description": "median R2* over the region", "Units": "1/s"},
+}
 
 
 class DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -75,13 +89,13 @@ def _xfm_kind(path: str) -> str | None:
     return None
 
 
-class DerivativesSink(SimpleInterface):
+class DerivativesSink(MeasuredInterface):
     """Write the run's outputs with BIDS derivative names and sidecars, manifest last."""
 
     input_spec = DerivativesSinkInputSpec
     output_spec = DerivativesSinkOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.bids.derivatives import manifest_path
 
         run = json.loads(self.inputs.run_spec)
@@ -113,6 +127,8 @@ class DerivativesSink(SimpleInterface):
                 "xfm") else {}
             if kind in ("chi", "chi_template"):
                 extra["ReferenceRegion"] = context.ref
+            if kind == "regions":
+                extra.update(REGION_COLUMNS)
             sidecars[kind] = image_sidecar(kind=kind, sources=sources, steps=steps,
                                            reference=reference if is_chi else None,
                                            extra=extra)

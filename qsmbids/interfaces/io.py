@@ -13,6 +13,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nipype.interfaces.base import SimpleInterface
 
 from qsmbids.recon.dipole import b0_direction_from_affine, voxel_sizes_from_affine
 
@@ -82,3 +83,39 @@ def estimate_mem_gb(shape: tuple[int, ...], n_echoes: int = 1, copies: float = 6
     """
     voxels = float(np.prod(shape[:3])) * (1 + pad_fraction) ** 3
     return round(max(0.1, voxels * 4 * n_echoes * copies / 1024**3 + 0.15), 2)
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_gb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return None
+
+
+class MeasuredInterface(SimpleInterface):
+    """SimpleInterface that records the peak resident memory of its process while it runs.
+
+    Subclasses implement ``_compute(runtime)``; ``runtime.peak_rss_gb`` (Linux: the
+    ``VmHWM`` high-water mark, reset at the start of the node) ends up in the node
+    result, and the run log prints it next to the node's time.
+    """
+
+    def _compute(self, runtime):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _run_interface(self, runtime):
+        reset = _reset_peak_rss()
+        runtime = self._compute(runtime)
+        runtime.peak_rss_gb = _peak_rss_gb() if reset else None
+        return runtime

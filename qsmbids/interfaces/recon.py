@@ -16,13 +16,18 @@ import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    SimpleInterface,
     TraitedSpec,
     isdefined,
     traits,
 )
 
-from qsmbids.interfaces.io import geometry, load_image, save_like, write_provenance
+from qsmbids.interfaces.io import (
+    MeasuredInterface,
+    geometry,
+    load_image,
+    save_like,
+    write_provenance,
+)
 from qsmbids.recon.units import hz_per_ppm
 
 #: command-line method names -> names used by qsmbids.recon
@@ -50,13 +55,13 @@ class LoadGreOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class LoadGre(SimpleInterface):
+class LoadGre(MeasuredInterface):
     """Stack the echoes of a run and convert the phase to radians (any vendor convention)."""
 
     input_spec = LoadGreInputSpec
     output_spec = LoadGreOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.recon.phase_scaling import (
             magnitude_phase_from_complex,
             scale_phase_to_radians,
@@ -105,13 +110,13 @@ class MaskOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class BrainMask(SimpleInterface):
+class BrainMask(MeasuredInterface):
     """Brain mask from the magnitude (no external tool), or a checked user mask."""
 
     input_spec = BrainMaskInputSpec
     output_spec = MaskOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.recon.masking import brain_mask, user_mask
 
         magnitude, img = load_image(self.inputs.magnitude)
@@ -149,13 +154,13 @@ class FieldOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class EstimateField(SimpleInterface):
+class EstimateField(MeasuredInterface):
     """Phase offset removal, unwrapping and echo fit -> total field (ppm)."""
 
     input_spec = FieldInputSpec
     output_spec = FieldOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.recon.field_estimation import FieldEstimationSettings, estimate_field
         from qsmbids.recon.unwrap import UnwrapSettings
 
@@ -196,13 +201,13 @@ class RelaxometryOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class Relaxometry(SimpleInterface):
+class Relaxometry(MeasuredInterface):
     """R2* (1/s) and T2* (s) maps from the multi-echo magnitude."""
 
     input_spec = RelaxometryInputSpec
     output_spec = RelaxometryOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.recon.relaxometry import estimate_r2star
 
         magnitude, img = load_image(self.inputs.magnitude)
@@ -231,13 +236,13 @@ class BackgroundOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class RemoveBackground(SimpleInterface):
+class RemoveBackground(MeasuredInterface):
     """Background field removal (V-SHARP, PDF, ...) -> local field and eroded mask."""
 
     input_spec = BackgroundInputSpec
     output_spec = BackgroundOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.workflows.methods import background_method
 
         field, img = load_image(self.inputs.field)
@@ -266,13 +271,13 @@ class InversionOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class DipoleInversion(SimpleInterface):
+class DipoleInversion(MeasuredInterface):
     """Dipole inversion (TV, TKD, ...) with the B0 direction from the affine."""
 
     input_spec = InversionInputSpec
     output_spec = InversionOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.workflows.methods import inversion_method
 
         field, img = load_image(self.inputs.local_field)
@@ -302,13 +307,13 @@ class ReferenceOutputSpec(TraitedSpec):
     reference = traits.Dict(desc="region, value subtracted (ppm), voxels")
 
 
-class ReferenceSusceptibility(SimpleInterface):
+class ReferenceSusceptibility(MeasuredInterface):
     """Subtract the mean susceptibility of a reference region (whole brain, CSF)."""
 
     input_spec = ReferenceInputSpec
     output_spec = ReferenceOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.workflows.methods import reference_susceptibility
 
         chi, img = load_image(self.inputs.chi)

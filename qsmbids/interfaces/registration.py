@@ -12,13 +12,12 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
     File,
-    SimpleInterface,
     TraitedSpec,
     isdefined,
     traits,
 )
 
-from qsmbids.interfaces.io import write_provenance
+from qsmbids.interfaces.io import MeasuredInterface, write_provenance
 
 
 def _out(name: str) -> str:
@@ -45,13 +44,13 @@ class RegisterAtlasOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class RegisterAtlas(SimpleInterface):
+class RegisterAtlas(MeasuredInterface):
     """Register the atlas template to the subject (ANTs) and warp its labels onto the subject."""
 
     input_spec = RegisterAtlasInputSpec
     output_spec = RegisterAtlasOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.atlas.model import load_atlas
         from qsmbids.registration.core import (
             RegistrationSettings,
@@ -99,13 +98,13 @@ class WarpToTemplateOutputSpec(TraitedSpec):
     out_file = File(exists=True)
 
 
-class WarpToTemplate(SimpleInterface):
+class WarpToTemplate(MeasuredInterface):
     """Resample a subject-space map into the atlas template space (linear)."""
 
     input_spec = WarpToTemplateInputSpec
     output_spec = WarpToTemplateOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.atlas.model import load_atlas
         from qsmbids.registration.core import TransformChain, warp_to_template
 
@@ -132,13 +131,13 @@ class RegionalStatsOutputSpec(TraitedSpec):
     provenance = File(exists=True)
 
 
-class RegionalStats(SimpleInterface):
+class RegionalStats(MeasuredInterface):
     """Per-region statistics of the QSM (and R2*) inside the reconstruction mask."""
 
     input_spec = RegionalStatsInputSpec
     output_spec = RegionalStatsOutputSpec
 
-    def _run_interface(self, runtime):
+    def _compute(self, runtime):
         from qsmbids.workflows.stats_adapter import regional_table
 
         chi = np.asarray(nib.load(self.inputs.chi).dataobj, np.float32)
