@@ -131,8 +131,8 @@ def estimate_phase_offset(
         return np.where(mask, wrap_to_pi(raw), 0.0).astype(np.float32)
     sigma = [sigma_mm / v for v in voxel_size]
     weighted = np.where(mask, magnitude[..., i], 0.0).astype(np.float32)
-    real = ndi.gaussian_filter(weighted * np.cos(raw), sigma)
-    imag = ndi.gaussian_filter(weighted * np.sin(raw), sigma)
+    real = ndi.gaussian_filter(weighted * np.cos(raw), sigma, truncate=3.0)
+    imag = ndi.gaussian_filter(weighted * np.sin(raw), sigma, truncate=3.0)
     return wrap_to_pi(np.arctan2(imag, real)).astype(np.float32)
 
 
@@ -197,24 +197,26 @@ def fit_field(
     if magnitude.shape != phase.shape:
         raise ValueError(f"magnitude {magnitude.shape} and phase {phase.shape} shapes differ")
     mask = np.asarray(mask, dtype=bool)
+    if mask.shape != phase.shape[:3]:
+        raise ValueError(f"mask shape {mask.shape} != image shape {phase.shape[:3]}")
     n_echoes = tes.size
-    power = magnitude * magnitude
+    inside = np.flatnonzero(mask)  # work on the mask's voxels only, as (voxel, echo)
+    phi = phase.reshape(-1, n_echoes)[inside]
+    power = magnitude.reshape(-1, n_echoes)[inside]
+    power *= power
     te = tes.astype(np.float32)
     if uniform_weights:
-        per_echo = (power[mask].mean(axis=0) if mask.any() else np.ones(n_echoes)).astype(
-            np.float32)
-        weights = np.broadcast_to(per_echo, power.shape)
+        per_echo = power.mean(axis=0) if inside.size else np.ones(n_echoes, np.float32)
+        weights = np.broadcast_to(per_echo.astype(np.float32), power.shape)
     else:
         weights = power
-    sum_wtt = np.einsum("xyze,e->xyz", weights, te * te)
-    sum_wpt = np.einsum("xyze,xyze,e->xyz", weights, phase, te)
-    valid = mask & (sum_wtt > 0) & (power.sum(axis=3) > 0)
-    slope = np.divide(sum_wpt, sum_wtt, out=np.zeros_like(sum_wpt), where=valid)
-    residual = phase - slope[..., None] * te
-    weighted_ss = np.einsum("xyze,xyze,xyze->xyz", power, residual, residual)
-    sum_p = power.sum(axis=3)
-    residual_rad = np.sqrt(np.divide(weighted_ss, sum_p, out=np.zeros_like(sum_p),
-                                     where=valid))
+    sum_wtt = weights @ (te * te)
+    valid = (sum_wtt > 0) & (power.sum(axis=1) > 0)
+    slope = np.divide((weights * phi) @ te, sum_wtt, out=np.zeros_like(sum_wtt), where=valid)
+    residual = phi - slope[:, None] * te
+    weighted_ss = np.einsum("ve,ve,ve->v", power, residual, residual)
+    residual_rad = np.sqrt(np.divide(weighted_ss, power.sum(axis=1),
+                                     out=np.zeros_like(weighted_ss), where=valid))
     if n_echoes == 1:
         residual_rad[:] = 0.0
     if noise_sigma is None:
@@ -224,15 +226,19 @@ def fit_field(
                                         / scipy.stats.chi2.median(dof)))
         else:
             noise_sigma = _border_noise_sigma(magnitude)
-    field_hz = (slope / _TWO_PI).astype(np.float32)
     # var(slope) = sum_n w_n^2 TE_n^2 sigma^2 / |S_n|^2 / (sum_n w_n TE_n^2)^2
-    variance_sum = np.einsum("xyze,xyze,e->xyz", weights * weights,
-                             np.divide(1.0, power, out=np.zeros_like(power), where=power > 0),
-                             te * te)
+    inverse_power = np.divide(1.0, power, out=np.zeros_like(power), where=power > 0)
+    variance_sum = (weights * weights * inverse_power) @ (te * te)
     std_hz = np.divide(np.float32(noise_sigma / _TWO_PI) * np.sqrt(variance_sum), sum_wtt,
                        out=np.zeros_like(sum_wtt), where=valid)
-    field_hz[~valid] = 0.0
-    residual_rad[~valid] = 0.0
+
+    def volume(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(mask.size, np.float32)
+        out[inside] = np.where(valid, values, 0.0)
+        return out.reshape(mask.shape)
+
+    field_hz = volume(slope / np.float32(_TWO_PI))
+    std_hz, residual_rad = volume(std_hz), volume(residual_rad)
     return FieldMap(
         field_hz=field_hz,
         field_ppm=(field_hz / np.float32(hz_per_ppm(field_strength_t))).astype(np.float32),

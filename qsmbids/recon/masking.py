@@ -39,7 +39,7 @@ class BrainMaskSettings:
     """
 
     smoothing_mm: float = 1.0
-    threshold_factor: float = 0.5
+    threshold_factor: float = 0.7
     opening_mm: float = 4.0
     erosion_mm: float = 0.0
     fill_holes: bool = True
@@ -86,6 +86,37 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == int(np.argmax(sizes))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill every background region that does not touch the FOV border (one labelling)."""
+    labels, count = ndi.label(~mask)
+    faces = np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
+                            labels[:, :, [0, -1]].ravel()])
+    outside = np.zeros(count + 1, bool)
+    outside[faces] = True
+    outside[0] = False
+    return ~outside[labels]
+
+
+def _brain_core(mask: np.ndarray, radius_mm: float, voxel_size: Sequence[float]) -> np.ndarray:
+    """Opening by ``radius_mm`` keeping the largest component, on a grid of about
+    radius/2 mm voxels (distance transforms cost ~1 s per 8 M voxels), upsampled."""
+    factors = [max(1, int(radius_mm / (2 * v))) for v in voxel_size]
+    shape = mask.shape
+    padded = np.pad(mask, [(0, (-n) % f) for n, f in zip(shape, factors, strict=True)])
+    blocks = padded.reshape(padded.shape[0] // factors[0], factors[0],
+                            padded.shape[1] // factors[1], factors[1],
+                            padded.shape[2] // factors[2], factors[2])
+    coarse = blocks.mean(axis=(1, 3, 5), dtype=np.float32) >= 0.5
+    coarse_voxel = [v * f for v, f in zip(voxel_size, factors, strict=True)]
+    core = _largest_component(_erode_mm(coarse, radius_mm, coarse_voxel))
+    if not core.any():
+        raise ValueError(f"nothing left after a {radius_mm} mm erosion; lower opening_mm")
+    core = _dilate_mm(core, radius_mm, coarse_voxel)
+    for axis, f in enumerate(factors):
+        core = np.repeat(core, f, axis=axis)
+    return core[: shape[0], : shape[1], : shape[2]]
 
 
 def combine_magnitude(magnitude: np.ndarray) -> np.ndarray:
@@ -139,14 +170,10 @@ def brain_mask(
             raise ValueError(f"quality shape {quality.shape} != magnitude shape {mask.shape}")
         mask &= quality >= settings.quality_threshold
     if settings.opening_mm > 0:
-        core = _largest_component(_erode_mm(mask, settings.opening_mm, voxel_size))
-        if not core.any():
-            raise ValueError(f"nothing left after a {settings.opening_mm} mm erosion; "
-                             "lower opening_mm")
-        mask &= _dilate_mm(core, settings.opening_mm, voxel_size)
+        mask &= _brain_core(mask, settings.opening_mm, voxel_size)
     mask = _largest_component(mask)
     if settings.fill_holes:
-        mask = ndi.binary_fill_holes(mask)
+        mask = fill_holes(mask)
     mask = _erode_mm(mask, settings.erosion_mm, voxel_size)
     method = (f"threshold {settings.threshold_factor:g} x Otsu of the RSS magnitude "
               f"(Gaussian {settings.smoothing_mm:g} mm), opening {settings.opening_mm:g} mm, "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
+_TWO_PI = 2.0 * np.pi
 #: Siemens (dcm2niix) phase: 12-bit, 4096 levels spanning one period
 SIEMENS_LEVELS = 4096
 #: tolerance for recognising data that is already in radians
@@ -53,16 +55,26 @@ class MagnitudePhase:
     rule: str
 
 
+@numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
+def _wrap(x):  # pragma: no cover - compiled
+    return x - _TWO_PI * np.floor((x + np.pi) / _TWO_PI)
+
+
 def wrap_to_pi(values: np.ndarray) -> np.ndarray:
-    """Wrap angles (rad) into [-pi, pi) exactly: ``x - 2*pi*floor((x + pi) / (2*pi))``."""
-    two_pi = 2 * np.pi
-    return values - two_pi * np.floor((values + np.pi) / two_pi)
+    """Wrap angles (rad) into [-pi, pi): ``x - 2*pi*floor((x + pi) / (2*pi))``.
+
+    One compiled pass; float32 input stays float32, anything else becomes float64.
+    """
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    return _wrap(values)
 
 
 def _is_integer_valued(values: np.ndarray) -> bool:
     if np.issubdtype(values.dtype, np.integer):
         return True
-    return bool(np.all(values == np.round(values)))
+    return bool(np.all(np.mod(values, 1) == 0))
 
 
 def scale_phase_to_radians(phase: np.ndarray, units: str | None = None) -> ScaledPhase:
@@ -102,22 +114,25 @@ def scale_phase_to_radians(phase: np.ndarray, units: str | None = None) -> Scale
         raise ValueError("phase image is empty")
     if np.iscomplexobj(values):
         raise ValueError("phase image is complex; use magnitude_phase_from_complex")
-    values = values.astype(np.float64, copy=False)
-    finite = np.isfinite(values)
-    if not finite.any():
-        raise ValueError("phase image has no finite value")
-    if not finite.all():
-        values = np.where(finite, values, 0.0)
+    if not np.issubdtype(values.dtype, np.integer):
+        values = values.astype(np.float64 if values.dtype == np.float64 else np.float32,
+                               copy=False)
+        finite = np.isfinite(values)
+        if not finite.any():
+            raise ValueError("phase image has no finite value")
+        if not finite.all():
+            values = np.where(finite, values, 0).astype(values.dtype)
     lo, hi = float(values.min()), float(values.max())
+    siemens_range = lo >= -SIEMENS_LEVELS and hi <= SIEMENS_LEVELS - 1
     if units is not None and units.strip().lower() in ("rad", "radian", "radians"):
         radians, rule = values, "sidecar Units=rad: values taken as radians, wrapped"
-    elif _is_integer_valued(values) and lo >= -SIEMENS_LEVELS and hi <= SIEMENS_LEVELS - 1 \
-            and lo < 0 and hi - lo > SIEMENS_LEVELS:
-        radians = values * (np.pi / SIEMENS_LEVELS)
+    elif siemens_range and lo < 0 and hi - lo > SIEMENS_LEVELS and _is_integer_valued(values):
+        radians = values.astype(np.float32) * np.float32(np.pi / SIEMENS_LEVELS)
         rule = "siemens-signed integer -4096..4095: rad = value * pi / 4096"
-    elif _is_integer_valued(values) and lo >= 0 and hi <= SIEMENS_LEVELS - 1 \
-            and hi - lo > SIEMENS_LEVELS // 2:
-        radians = values * (2 * np.pi / SIEMENS_LEVELS) - np.pi
+    elif siemens_range and lo >= 0 and hi - lo > SIEMENS_LEVELS // 2 \
+            and _is_integer_valued(values):
+        radians = (values.astype(np.float32) * np.float32(2 * np.pi / SIEMENS_LEVELS)
+                   - np.float32(np.pi))
         rule = "siemens-raw integer 0..4095: rad = value * pi / 2048 - pi"
     elif lo >= -np.pi - _RAD_TOLERANCE and hi <= np.pi + _RAD_TOLERANCE:
         radians, rule = values, "values within [-pi, pi]: taken as radians, wrapped"
@@ -126,11 +141,12 @@ def scale_phase_to_radians(phase: np.ndarray, units: str | None = None) -> Scale
             raise ValueError(f"phase image is constant ({lo}); cannot infer its scaling")
         integer = _is_integer_valued(values)
         period = hi - lo + (1.0 if integer else 0.0)
-        radians = (values - lo) * (2 * np.pi / period) - np.pi
+        radians = (values - values.dtype.type(lo)).astype(np.float32) * np.float32(
+            2 * np.pi / period) - np.float32(np.pi)
         rule = (f"rescaled range {lo:g}..{hi:g} "
                 f"({'integer, period = max-min+1' if integer else 'float, period = max-min'})"
                 " to [-pi, pi)")
-    return ScaledPhase(wrap_to_pi(radians).astype(np.float32), rule)
+    return ScaledPhase(wrap_to_pi(np.asarray(radians, dtype=np.float32)), rule)
 
 
 def magnitude_phase_from_complex(real: np.ndarray, imaginary: np.ndarray) -> MagnitudePhase:
@@ -150,5 +166,5 @@ def magnitude_phase_from_complex(real: np.ndarray, imaginary: np.ndarray) -> Mag
     if real.shape != imaginary.shape:
         raise ValueError(f"real {real.shape} and imaginary {imaginary.shape} shapes differ")
     magnitude = np.hypot(real, imaginary)
-    phase = wrap_to_pi(np.arctan2(imaginary, real)).astype(np.float32)
+    phase = wrap_to_pi(np.arctan2(imaginary, real))
     return MagnitudePhase(magnitude, phase, "real/imaginary: phase = atan2(imag, real)")

@@ -124,7 +124,34 @@ def _voxel_quality(phase, mag, phase2, mask, nx, ny, nz, use_mag, use_p2, te_rat
 
 
 @numba.njit(cache=True)
-def _grow(phase, mag, phase2, mask, seed_score, nx, ny, nz, use_mag, use_p2, te_ratio,
+def _best_seed(phase, mag, phase2, mask, nx, ny, nz, use_mag, use_p2, te_ratio, inv_mref,
+               stride):
+    """In-mask voxel with the best summed edge quality on a grid of every ``stride``-th voxel
+    (-1 if none)."""
+    nb = np.empty(6, np.int64)
+    best = -1.0
+    seed = -1
+    for i in range(0, nx, stride):
+        for j in range(0, ny, stride):
+            for k in range(0, nz, stride):
+                v = (i * ny + j) * nz + k
+                if not mask[v]:
+                    continue
+                count = _neighbours(v, nx, ny, nz, nb)
+                total = 0.0
+                for t in range(count):
+                    w = nb[t]
+                    if mask[w]:
+                        total += _edge_quality(v, w, phase, mag, phase2, use_mag, use_p2,
+                                               te_ratio, inv_mref)
+                if total > best:
+                    best = total
+                    seed = v
+    return seed
+
+
+@numba.njit(cache=True)
+def _grow(phase, mag, phase2, mask, first_seed, nx, ny, nz, use_mag, use_p2, te_ratio,
           inv_mref, n_bins):
     size = phase.size
     out = np.zeros(size, np.float32)
@@ -144,14 +171,9 @@ def _grow(phase, mag, phase2, mask, seed_score, nx, ny, nz, use_mag, use_p2, te_
     scan = 0
     remaining = n_mask
     while remaining > 0:
-        # seed: best-scoring voxel for the first component, then the next unvisited one
-        if n_components == 0:
-            seed = -1
-            best = -1.0
-            for v in range(size):
-                if mask[v] and seed_score[v] > best:
-                    best = seed_score[v]
-                    seed = v
+        # seed: the best voxel for the first component, then the next unvisited one
+        if n_components == 0 and first_seed >= 0:
+            seed = first_seed
         else:
             while not (mask[scan] and visited[scan] == 0):
                 scan += 1
@@ -252,6 +274,7 @@ def unwrap_region_growing(
     quality_inputs: QualityInputs = QualityInputs(),
     *,
     n_bins: int = 256,
+    seed_stride: int = 3,
 ) -> np.ndarray:
     """Unwrap a 3D phase image by quality-guided region growing.
 
@@ -265,6 +288,9 @@ def unwrap_region_growing(
         Magnitude and/or a second echo that refine the edge quality.
     n_bins
         Quality levels of the priority queue.
+    seed_stride
+        The seed is the in-mask voxel with the best edges among every
+        ``seed_stride``-th voxel along each axis.
 
     Returns
     -------
@@ -278,8 +304,8 @@ def unwrap_region_growing(
         phase, mask, quality_inputs)
     if phase_f.size >= 2**31:
         raise ValueError(f"volume too large for the unwrapper: {shape}")
-    score = _voxel_quality(phase_f, mag, phase2, mask_f, *shape, use_mag, use_p2, ratio,
-                           inv_mref)
-    out, _ = _grow(phase_f, mag, phase2, mask_f, score, *shape, use_mag, use_p2, ratio,
+    seed = _best_seed(phase_f, mag, phase2, mask_f, *shape, use_mag, use_p2, ratio, inv_mref,
+                      seed_stride)
+    out, _ = _grow(phase_f, mag, phase2, mask_f, seed, *shape, use_mag, use_p2, ratio,
                    inv_mref, n_bins)
     return out.reshape(shape)
