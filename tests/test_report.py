@@ -239,7 +239,10 @@ def test_group_report_lists_everyone_and_flags_outliers(cohort):
     assert "sub-05" in {run for run, _ in flagged}
     assert "sub-02: Putamen_L = 0.6000 ppm" in text
     sources = image_sources(report.html)
-    assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # montage of the basal ganglia thumbnails (the two runs with reports), distributions,
+    # against age; all embedded
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "Order: sub-05_run-1 · 50 y · QC!; sub-04_run-1 · 82 y." in text
     assert "sub-05_run-1" in text and "registration" in text  # the QC table
     qc_rows = read_qc_tsv(output / "group_qc.tsv")
     assert [r["participant_id"] for r in qc_rows] == ["sub-04", "sub-05"]

@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from matplotlib.lines import Line2D
 from scipy import ndimage
 from skimage.feature import canny
@@ -406,9 +407,10 @@ def plot_region_zoom(
     window: tuple[float, float] = QSM_WINDOW_PPM,
     units: str = "ppm",
     slice_step_mm: float = 4.0,
-    panel_px: int = 230,
+    panel_px: int = 210,
 ) -> Path:
-    """Zoomed views around ``centre``: three axial slices and one coronal, with outlines.
+    """Zoomed views around ``centre``: three axial slices and one coronal, plain (top
+    row) and with the region outlines (bottom row).
 
     Parameters
     ----------
@@ -445,23 +447,24 @@ def plot_region_zoom(
               for k in (-1, 0, 1)]
     panels.append(("coronal", int(centre[1])))
     px_per_mm = panel_px / (2.0 * half_width_mm)
-    row = []
+    plain, outlined = [], []
     for view, index in panels:
         h_axis, v_axis, marks = _VIEW_LAYOUT[view]
         half_h = int(np.ceil(half_width_mm / voxel_size[h_axis]))
         half_v = int(np.ceil(half_width_mm / voxel_size[v_axis]))
         box = (centre[h_axis] - half_h, centre[h_axis] + half_h + 1,
                centre[v_axis] - half_v, centre[v_axis] + half_v + 1)
-        rgb = _render_panel(display, voxel_size, view, index, box, px_per_mm, window, "gray",
-                            overlays, None, 2)
-        row.append(_Panel(rgb, marks, f"{view} {index}"))
+        for row, drawn in ((plain, Overlays()), (outlined, overlays)):
+            rgb = _render_panel(display, voxel_size, view, index, box, px_per_mm, window,
+                                "gray", drawn, None, 2)
+            row.append(_Panel(rgb, marks, f"{view} {index}"))
     families: dict[str, str] = {}
     for value in np.unique(np.asarray(labels)):
         name = label_names.get(int(value))
         if name is not None:
             families.setdefault(bilateral_name(name), region_colour(name))
-    return _mosaic_figure([row], path, title=title, window=window, units=units, cmap="gray",
-                          legend=list(families.items()))
+    return _mosaic_figure([plain, outlined], path, title=title, window=window, units=units,
+                          cmap="gray", legend=list(families.items()))
 
 
 @dataclass(frozen=True)
@@ -480,6 +483,9 @@ class CohortValues:
         True where the value is flagged (robust z-score).
     ages
         Age of each participant in years (NaN where unknown), or ``None``.
+    qc_flagged
+        True where the run has QC warnings (drawn differently, left out of fits), or
+        ``None``.
     """
 
     region: str
@@ -487,12 +493,41 @@ class CohortValues:
     ids: tuple[str, ...]
     outlier: np.ndarray
     ages: np.ndarray | None = None
+    qc_flagged: np.ndarray | None = None
+
+    @property
+    def trusted(self) -> np.ndarray:
+        """Values neither outliers nor from runs with QC warnings."""
+        flagged = self.outlier if self.qc_flagged is None else self.outlier | self.qc_flagged
+        return ~flagged
 
 
 def _light_figure(width_in: float, height_in: float) -> Figure:
     fig = Figure(figsize=(width_in, height_in), dpi=100, facecolor="white")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _scatter_cohort(ax, x: np.ndarray, entry: CohortValues, *, annotate: bool) -> None:
+    """Points of one region: normal (region colour), QC-flagged runs (orange triangles),
+    outliers (red crosses, with their id when ``annotate``)."""
+    qc = entry.qc_flagged if entry.qc_flagged is not None else np.zeros_like(entry.outlier)
+    normal = entry.trusted
+    ax.scatter(x[normal], entry.values[normal], s=16, color=region_colour(entry.region),
+               edgecolors="black", linewidths=0.3, zorder=3)
+    ax.scatter(x[qc & ~entry.outlier], entry.values[qc & ~entry.outlier], s=30,
+               facecolors="none", edgecolors="#e67700", marker="^", zorder=4)
+    ax.scatter(x[entry.outlier], entry.values[entry.outlier], s=40, color="red", marker="X",
+               zorder=5)
+    if annotate:
+        for xi, yi, name in zip(x[entry.outlier], entry.values[entry.outlier],
+                                np.asarray(entry.ids)[entry.outlier], strict=True):
+            ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 3),
+                        fontsize=7, color="red")
+
+
+_COHORT_KEY = ("red ✕: outlier (robust |z| above the limit); orange △: run with QC "
+               "warnings")
 
 
 def plot_region_distributions(cohort: Sequence[CohortValues], path: str | os.PathLike, *,
@@ -509,26 +544,18 @@ def plot_region_distributions(cohort: Sequence[CohortValues], path: str | os.Pat
     ylabel, title
         Axis label (with units) and title.
     """
-    fig = _light_figure(max(6.0, 0.75 * len(cohort) + 1.5), 4.6)
-    ax = fig.add_axes((0.09, 0.28, 0.89, 0.63))
+    fig = _light_figure(max(6.0, 0.75 * len(cohort) + 1.5), 4.8)
+    ax = fig.add_axes((0.09, 0.27, 0.89, 0.62))
     data = [c.values[np.isfinite(c.values)] for c in cohort]
     ax.boxplot(data, positions=np.arange(len(cohort)), widths=0.55, showfliers=False,
                medianprops={"color": "black"}, boxprops={"color": "#555555"})
     rng = np.random.default_rng(0)
     for pos, entry in enumerate(cohort):
-        x = pos + rng.uniform(-0.18, 0.18, size=entry.values.size)
-        normal = ~entry.outlier
-        ax.scatter(x[normal], entry.values[normal], s=14, color=region_colour(entry.region),
-                   edgecolors="black", linewidths=0.3, zorder=3)
-        ax.scatter(x[entry.outlier], entry.values[entry.outlier], s=40, color="red",
-                   marker="X", zorder=4)
-        for xi, yi, name in zip(x[entry.outlier], entry.values[entry.outlier],
-                                np.asarray(entry.ids)[entry.outlier], strict=True):
-            ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 3),
-                        fontsize=7, color="red")
+        _scatter_cohort(ax, pos + rng.uniform(-0.18, 0.18, size=entry.values.size), entry,
+                        annotate=True)
     ax.set_xticks(np.arange(len(cohort)), [c.region for c in cohort], rotation=45, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_title(title + "  (red ✕: robust |z| above the outlier limit)", fontsize=10)
+    ax.set_title(f"{title}\n{_COHORT_KEY}", fontsize=9)
     ax.axhline(0.0, color="#bbbbbb", linewidth=0.6, zorder=0)
     ax.grid(axis="y", color="#eeeeee")
     return _save(fig, path)
@@ -546,7 +573,8 @@ def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 def plot_values_vs_age(cohort: Sequence[CohortValues], path: str | os.PathLike, *,
                        ylabel: str = "ppm", n_cols: int = 4) -> Path:
-    """One small scatter plot per region against age, with a least-squares line.
+    """One small scatter plot per region against age, with a least-squares line fitted
+    to the trusted values (outliers and runs with QC warnings left out).
 
     Parameters
     ----------
@@ -563,20 +591,17 @@ def plot_values_vs_age(cohort: Sequence[CohortValues], path: str | os.PathLike, 
     if not entries:
         raise ValueError("no region has values with a known age")
     n_rows = -(-len(entries) // n_cols)
-    fig = _light_figure(3.1 * n_cols, 2.5 * n_rows + 0.3)
-    grid = fig.add_gridspec(n_rows, n_cols, left=0.06, right=0.99, bottom=0.08,
-                            top=1 - 0.45 / fig.get_figheight(), hspace=0.55, wspace=0.3)
+    fig = _light_figure(3.1 * n_cols, 2.6 * n_rows + 0.7)
+    grid = fig.add_gridspec(n_rows, n_cols, left=0.06, right=0.99, bottom=0.06,
+                            top=1 - 1.0 / fig.get_figheight(), hspace=0.6, wspace=0.3)
     for k, entry in enumerate(entries):
         ax = fig.add_subplot(grid[k // n_cols, k % n_cols])
-        normal = ~entry.outlier
-        ax.scatter(entry.ages[normal], entry.values[normal], s=14,
-                   color=region_colour(entry.region), edgecolors="black", linewidths=0.3)
-        ax.scatter(entry.ages[entry.outlier], entry.values[entry.outlier], s=36, color="red",
-                   marker="X")
-        fit = linear_fit(entry.ages, entry.values)
+        _scatter_cohort(ax, entry.ages, entry, annotate=False)
+        keep = entry.trusted
+        fit = linear_fit(entry.ages[keep], entry.values[keep])
         note = "too few points for a fit"
         if fit is not None:
-            ages = entry.ages[np.isfinite(entry.ages)]
+            ages = entry.ages[keep & np.isfinite(entry.ages)]
             xs = np.array([ages.min(), ages.max()])
             ax.plot(xs, fit[0] * xs + fit[1], color="black", linewidth=1)
             note = f"slope {1000 * fit[0]:+.2f} ppb/year"
@@ -585,6 +610,72 @@ def plot_values_vs_age(cohort: Sequence[CohortValues], path: str | os.PathLike, 
         ax.set_xlabel("age (years)", fontsize=7)
         ax.set_ylabel(ylabel, fontsize=7)
         ax.grid(color="#eeeeee")
-    fig.suptitle("Regional values against age (line: least-squares fit; red ✕: outlier)",
-                 fontsize=10, y=1 - 0.1 / fig.get_figheight(), va="top")
+    fig.suptitle("Regional values against age (line: least-squares fit without flagged "
+                 f"points)\n{_COHORT_KEY}", fontsize=9, y=1 - 0.1 / fig.get_figheight(),
+                 va="top")
     return _save(fig, path)
+
+
+def plot_thumbnail_montage(thumbnails: Sequence[tuple[str, np.ndarray]],
+                           path: str | os.PathLike, *, title: str, n_cols: int = 6) -> Path:
+    """Grid of same-sized RGB thumbnails with a caption each (e.g. one participant's
+    basal ganglia per cell, ordered by age).
+
+    Parameters
+    ----------
+    thumbnails
+        (caption, RGB(A) image array) pairs in display order.
+    path
+        PNG file to write.
+    title
+        Figure title.
+    n_cols
+        Thumbnails per row.
+    """
+    if not thumbnails:
+        raise ValueError("no thumbnails to show")
+    n_cols = min(n_cols, len(thumbnails))
+    n_rows = -(-len(thumbnails) // n_cols)
+    fig = _new_figure(2.2 * n_cols, 2.35 * n_rows + 0.45)
+    grid = fig.add_gridspec(n_rows, n_cols, left=0.005, right=0.995, bottom=0.005,
+                            top=1 - 0.45 / fig.get_figheight(), hspace=0.12, wspace=0.02)
+    for k, (caption, image) in enumerate(thumbnails):
+        ax = fig.add_subplot(grid[k // n_cols, k % n_cols])
+        ax.imshow(image, interpolation="lanczos")
+        ax.set_axis_off()
+        ax.set_title(caption, color="white", fontsize=8, pad=2)
+    fig.suptitle(title, color="white", fontsize=10, y=1 - 0.06 / fig.get_figheight(),
+                 va="top")
+    return _save(fig, path)
+
+
+def write_thumbnail(volume: np.ndarray, voxel_size: Sequence[float], centre: Sequence[int],
+                    path: str | os.PathLike, *, half_width_mm: float,
+                    window: tuple[float, float] = QSM_WINDOW_PPM, panel_px: int = 200) -> Path:
+    """A bare axial slice through ``centre`` (no outlines or text), for cohort montages.
+
+    Parameters
+    ----------
+    volume
+        Image (RAS+ voxel order), e.g. the QSM in ppm.
+    voxel_size
+        Voxel edge lengths, mm.
+    centre
+        Voxel index (x, y, z) of the slice centre.
+    path
+        PNG file to write.
+    half_width_mm
+        Half the side of the square field of view, mm.
+    window
+        Display limits (default: the fixed QSM window).
+    panel_px
+        Side of the image in pixels.
+    """
+    volume = _check_volume(volume, voxel_size)
+    half_h = int(np.ceil(half_width_mm / voxel_size[0]))
+    half_v = int(np.ceil(half_width_mm / voxel_size[1]))
+    box = (centre[0] - half_h, centre[0] + half_h + 1, centre[1] - half_v, centre[1] + half_v + 1)
+    rgb = _render_panel(np.nan_to_num(volume.astype(np.float32)), voxel_size, "axial",
+                        int(centre[2]), box, panel_px / (2.0 * half_width_mm), window, "gray",
+                        Overlays(), None, 1)
+    return atomic_write(path, lambda tmp: imsave(tmp, np.clip(rgb, 0, 1), format="png"))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 
@@ -25,6 +26,7 @@ from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
 from qsmbids.bids.derivatives import atomic_write_text
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
+from qsmbids.report.participant import THUMBNAIL_DESC
 from qsmbids.report.qc_metrics import QC_COLUMNS, robust_z, write_cohort_qc_tsv
 
 
@@ -78,12 +80,13 @@ def _sub(label: str) -> str:
 
 
 def _run_label(row: pd.Series, columns: CohortColumns) -> str:
-    parts = [str(row[columns.participant])]
-    for name in (columns.session, columns.run):
-        value = row.get(name)
-        if isinstance(value, str) and value and value not in parts[0]:
-            parts.append(value)
-    return " ".join(parts)
+    """The run id when the table has one, else participant (and session)."""
+    run = row.get(columns.run)
+    if isinstance(run, str) and run:
+        return run
+    session = row.get(columns.session)
+    sub = _sub(row[columns.participant])
+    return f"{sub} {session}" if isinstance(session, str) and session else sub
 
 
 def _png_data_uri(plot: Callable[[Path], Path]) -> str:
@@ -135,10 +138,54 @@ def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence
         outlier = np.abs(np.nan_to_num(z)) > outlier_z
         ids = tuple(_run_label(row, columns) for _, row in rows.iterrows())
         ages = pd.to_numeric(rows[columns.age], errors="coerce").to_numpy(np.float64)
-        entries.append(fg.CohortValues(region, values, ids, outlier, ages))
+        qc_flagged = (rows[_QC_FLAG].to_numpy(bool) if _QC_FLAG in rows.columns
+                      else np.zeros(len(rows), bool))
+        entries.append(fg.CohortValues(region, values, ids, outlier, ages, qc_flagged))
         flagged += [{"run": ids[k], "region": region, "value": values[k],
                      "robust_z": z[k]} for k in np.flatnonzero(outlier)]
     return entries, pd.DataFrame(flagged, columns=["run", "region", "value", "robust_z"])
+
+
+_QC_FLAG = "_qc_warning"
+
+
+def _mark_qc_warnings(table: pd.DataFrame, qc: pd.DataFrame | None,
+                      columns: CohortColumns) -> pd.DataFrame:
+    """Add a boolean column: the row's run has QC warnings (matched by run id when both
+    tables have one, else by participant)."""
+    if qc is None or "n_warnings" not in qc.columns:
+        return table.assign(**{_QC_FLAG: False})
+    warned = qc[pd.to_numeric(qc["n_warnings"], errors="coerce").fillna(0) > 0]
+    if columns.run in table.columns and "run_id" in qc.columns:
+        flagged = table[columns.run].isin(set(warned["run_id"]))
+    else:
+        flagged = table[columns.participant].map(_sub).isin(
+            set(warned["participant_id"].map(_sub)))
+    return table.assign(**{_QC_FLAG: flagged.to_numpy(bool)})
+
+
+def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: set[str]
+                       ) -> tuple[str, list[str]] | None:
+    """Data URI of the basal-ganglia thumbnails of all runs ordered by age, and their
+    captions in that order (None if there are none)."""
+    found = sorted(output_dir.glob(f"sub-*/figures/*_desc-{THUMBNAIL_DESC}_qc.png"))
+    if not found:
+        return None
+    items = []
+    for path in found:
+        run_id = path.name.split(f"_desc-{THUMBNAIL_DESC}")[0]
+        sub = _run_entities(run_id).get("sub", run_id)
+        age = ages.get(sub, float("nan"))
+        caption = f"{run_id} · {'age n/a' if np.isnan(age) else f'{age:g} y'}"
+        if run_id in flagged_runs:
+            caption += " · QC!"
+        items.append((np.inf if np.isnan(age) else age, run_id, caption, path))
+    items.sort(key=lambda item: item[:2])
+    thumbnails = [(caption, mpimg.imread(path)) for _, _, caption, path in items]
+    uri = _png_data_uri(lambda p: fg.plot_thumbnail_montage(
+        thumbnails, p, title="QSM through the basal ganglia, ordered by age (fixed window "
+        f"{fg.QSM_WINDOW_PPM[0]:g} to {fg.QSM_WINDOW_PPM[1]:g} ppm)"))
+    return uri, [caption for caption, _ in thumbnails]
 
 
 def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
@@ -258,10 +305,11 @@ def write_group_report(
             raise ValueError(f"the regional table has no {needed!r} column "
                              f"(columns: {', '.join(map(str, table.columns))})")
     table = _join_age(table, participants_tsv, columns)
+    qc = _read_table(qc_table, "QC table") if qc_table is not None else None
+    table = _mark_qc_warnings(table, qc, columns)
     order = _region_order(sorted(set(table[columns.region].dropna())), regions)
     entries, outliers = cohort_values(table, columns, order, outlier_z)
 
-    qc = _read_table(qc_table, "QC table") if qc_table is not None else None
     participants = set(table[columns.participant].map(_sub))
     if qc is not None and "participant_id" in qc.columns:
         participants |= set(qc["participant_id"].map(_sub))
@@ -287,6 +335,24 @@ def write_group_report(
     body.append(hp.table(["participant_id", "report", "regional values"], rows,
                          flagged=[r["regional values"] == "no" for r in rows]))
 
+    ages = {}
+    for sub, age in zip(table[columns.participant].map(_sub),
+                        pd.to_numeric(table[columns.age], errors="coerce"), strict=True):
+        ages.setdefault(sub, float(age))
+    flagged_runs = set()
+    if qc is not None and {"run_id", "n_warnings"} <= set(qc.columns):
+        flagged_runs = set(qc.loc[pd.to_numeric(qc["n_warnings"], errors="coerce") > 0,
+                                  "run_id"])
+    montage = _thumbnail_montage(output_dir, ages, flagged_runs)
+    if montage is not None:
+        uri, order = montage
+        body.append('<h2 id="montage">Basal ganglia by age</h2>')
+        body.append(hp.figure(
+            uri, "basal ganglia of every run ordered by age",
+            "An axial slice through the basal ganglia (atlas centroid) of every run, youngest "
+            "first, in the fixed QSM window: iron accumulates with age, so the putamen "
+            "and caudate should brighten along the rows. 'QC!' marks runs with QC warnings "
+            f"(an off-centre view hints at a failed registration). Order: {'; '.join(order)}."))
     body.append('<h2 id="distributions">Regional distributions</h2>')
     body.append(hp.figure(
         _png_data_uri(lambda p: fg.plot_region_distributions(entries, p, ylabel=ylabel)),
@@ -309,8 +375,8 @@ def write_group_report(
         body.append(hp.warning_list([], none_text="No regional value is an outlier."))
     else:
         body.append(hp.warning_list(
-            f"{row.run}: {row.region} = {row.value:.4f} ppm (robust z {row.robust_z:+.1f})"
-            for row in outliers.itertuples()))
+            (f"{row.run}: {row.region} = {row.value:.4f} ppm (robust z {row.robust_z:+.1f})"
+             for row in outliers.itertuples()), heading="Outliers"))
     body.append('<h2 id="qc">QC metrics per run</h2>')
     if qc is None:
         body.append('<p class="note">No QC table was given.</p>')
@@ -321,7 +387,8 @@ def write_group_report(
         body.append('<p class="note">Rows with warnings are highlighted; the codes are '
                     "explained in each participant's report.</p>")
         body.append(hp.table(shown, records, flagged=flags))
-    nav = [("participants", "Participants"), ("distributions", "Distributions"),
+    nav = [("participants", "Participants"), ("montage", "By age"),
+           ("distributions", "Distributions"),
            ("age", "Age"), ("outliers", "Outliers"), ("qc", "QC metrics")]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = hp.page("qsmbids cohort report", f"Generated {stamp}", nav, "\n".join(body))

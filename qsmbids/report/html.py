@@ -33,6 +33,8 @@ th, td { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: right; }
 th { background: #e8eef4; position: sticky; top: 0; }
 td.text, th.text { text-align: left; }
 tr.flag td { background: #ffe3e0; }
+td, th { white-space: nowrap; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .warnings { background: #fff4e5; border-left: 5px solid #e67700; padding: 8px 16px;
             margin: 12px 0; }
 .warnings.none { background: #eaf7ea; border-left-color: #2f9e44; }
@@ -102,12 +104,14 @@ def figure(src: str, alt: str, caption: str, *, light: bool = False) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def warning_list(messages: Iterable[str], *, none_text: str = "No QC warnings.") -> str:
+def warning_list(messages: Iterable[str], *, none_text: str = "No QC warnings.",
+                 heading: str = "QC warnings") -> str:
     """A highlighted list of warnings (a green note when there are none)."""
     items = [f"<li>{esc(m)}</li>" for m in messages]
     if not items:
         return f'<div class="warnings none">{esc(none_text)}</div>'
-    return f'<div class="warnings"><strong>QC warnings</strong><ul>{"".join(items)}</ul></div>'
+    return (f'<div class="warnings"><strong>{esc(heading)}</strong>'
+            f'<ul>{"".join(items)}</ul></div>')
 
 
 def _is_number(text: str) -> bool:
@@ -154,7 +158,8 @@ def table(columns: Sequence[str], rows: Iterable[Mapping[str, object]], *,
                 cells.append(f'<td class="text">{esc(text)}</td>')
         row_class = ' class="flag"' if flag else ""
         body.append(f"<tr{row_class}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def relative_src(target: str | os.PathLike, page_dir: str | os.PathLike) -> str:

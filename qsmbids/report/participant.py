@@ -39,6 +39,9 @@ from qsmbids.report.qc_metrics import (
 #: an image given as a file path or as an in-memory NIfTI image
 ImageSource = str | os.PathLike | nib.spatialimages.SpatialImage
 
+#: ``desc`` of the bare basal-ganglia slice the cohort report shows for every run
+THUMBNAIL_DESC = "bgthumb"
+
 #: zoomed views: (file key, title, region families, half width of the view in mm)
 ZOOMS: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
     ("zoomBasalGanglia", "Basal ganglia and thalamus",
@@ -322,13 +325,16 @@ def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
             centre = fg.label_centroid(dseg, selected)
             if centre is None:
                 continue
+            if key == "zoomBasalGanglia":
+                fg.write_thumbnail(qsm, vox, centre, name(THUMBNAIL_DESC),
+                                   half_width_mm=half_width)
             out.append((fg.plot_region_zoom(
                 qsm, vox, dseg, selected, centre, name(key), title=f"{run.run_id}: {title}",
                 half_width_mm=half_width),
                 f"{title} on the QSM",
-                f"{title}: atlas regions (outlines) on the QSM, three axial slices and one "
-                "coronal slice through the regions' centre. The outlines should sit on the "
-                "bright nuclei."))
+                f"{title}: the QSM (top) and the atlas regions outlined on it (bottom), three "
+                "axial slices and one coronal slice through the regions' centre. The outlines "
+                "should sit on the bright nuclei."))
     return out
 
 
