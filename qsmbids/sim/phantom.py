@@ -28,6 +28,7 @@ maps stay consistent without resampling.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,8 +120,10 @@ class SmoothNoise:
         return ndi.map_coordinates(self.grid, idx, order=1, mode="nearest").astype(np.float32)
 
 
-def _mirror(center, sign):
-    return (sign * center[0], center[1], center[2])
+@functools.lru_cache(maxsize=4)
+def _folding(seed: int) -> SmoothNoise:
+    """The cortical folding pattern of ``seed`` (cached: the same for every subject)."""
+    return SmoothNoise(seed)
 
 
 def _bilateral(make) -> dict[str, Shape]:
@@ -378,7 +381,7 @@ def evaluate_head(
     d_cerh = np.maximum(np.maximum(cv.sdf(anat.cerebrum), d_ic + 2), 3 - d_cb)
     d_cer = d_cerh.copy()
     near = np.abs(d_cer) < 4 * FOLDING_MM + CORTEX_MM
-    d_cer[near] += np.float32(FOLDING_MM) * SmoothNoise(seed)(*(c[near] for c in coords))
+    d_cer[near] += np.float32(FOLDING_MM) * _folding(seed)(*(c[near] for c in coords))
     d_cer = np.maximum(d_cer, d_ic + 1)
     fissure = np.abs(coords[0]) < 6
     d_fis = np.abs(coords[0][fissure]) - np.float32(1.2)
