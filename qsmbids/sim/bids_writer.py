@@ -4,7 +4,7 @@ Layout of ``OUT``::
 
     dataset_description.json  README  participants.tsv  participants.json
     sub-<s>/[ses-<t>/]anat/sub-<s>[_ses-<t>][_run-<n>]_echo-<e>_part-{mag,phase}_MEGRE.nii.gz
-                                                                       (+ .json sidecars)
+                                                 (+ .json sidecars; or .nii uncompressed)
     derivatives/groundtruth/dataset_description.json
     derivatives/groundtruth/sub-<s>/[ses-<t>/]anat/<prefix>_space-orig_Chimap.nii.gz  (ppm)
         ..._space-orig_desc-brain_mask.nii.gz, ..._space-orig_dseg.nii.gz (+ _dseg.tsv),
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,8 @@ class SimulationSettings:
         Runs to break on purpose.
     groundtruth
         Write ``derivatives/groundtruth``.
+    compress
+        Write ``.nii.gz`` (default) or plain ``.nii`` files (faster, for tests).
     """
 
     n_subjects: int = 3
@@ -123,6 +126,11 @@ class SimulationSettings:
     microbleed: bool = False
     broken: tuple[BrokenRun, ...] = ()
     groundtruth: bool = True
+    compress: bool = True
+
+    @property
+    def extension(self) -> str:
+        return ".nii.gz" if self.compress else ".nii"
 
     def __post_init__(self):
         if self.n_subjects < 1 or self.runs < 1:
@@ -305,8 +313,13 @@ def _region_rows(sim: SubjectSimulation, age: float):
     return rows
 
 
+def _sidecar_name(image: str) -> str:
+    """JSON sidecar of a NIfTI file name."""
+    return re.sub(r"\.nii(\.gz)?$", ".json", image)
+
+
 def _write_truth(root: Path, run: SimulatedRun, sim: SubjectSimulation, age: float,
-                 sources: list[str]) -> dict[str, str]:
+                 sources: list[str], ext: str) -> dict[str, str]:
     anat_dir = _anat_dir(run.subject, run.session)
     base = anat_dir / f"{run.prefix}_space-orig"
     affine = sim.anatomy.affine
@@ -314,18 +327,18 @@ def _write_truth(root: Path, run: SimulatedRun, sim: SubjectSimulation, age: flo
               "B0Direction": [round(float(v), 6) for v in sim.anatomy.b0_direction],
               "MagneticFieldStrength": sim.field_strength_t, "AgeYears": age}
     outputs = {
-        "chi": (f"{base}_Chimap.nii.gz", sim.anatomy.chi, "ppm",
+        "chi": (f"{base}_Chimap{ext}", sim.anatomy.chi, "ppm",
                 "True susceptibility relative to water (whole FOV incl. bone and air)"),
-        "mask": (f"{base}_desc-brain_mask.nii.gz", sim.anatomy.brain_mask.astype(np.uint8), None,
+        "mask": (f"{base}_desc-brain_mask{ext}", sim.anatomy.brain_mask.astype(np.uint8), None,
                  "True brain mask"),
-        "dseg": (f"{base}_dseg.nii.gz", sim.anatomy.labels, None, "Phantom tissue labels"),
-        "qsmci_dseg": (f"{base}_desc-qsmci_dseg.nii.gz", to_qsmci_seg(sim.anatomy.labels),
+        "dseg": (f"{base}_dseg{ext}", sim.anatomy.labels, None, "Phantom tissue labels"),
+        "qsmci_dseg": (f"{base}_desc-qsmci_dseg{ext}", to_qsmci_seg(sim.anatomy.labels),
                        None, "Labels in the qsm-ci convention"),
-        "localfield": (f"{base}_desc-localfield_fieldmap.nii.gz", sim.local_field_ppm, "ppm",
+        "localfield": (f"{base}_desc-localfield_fieldmap{ext}", sim.local_field_ppm, "ppm",
                        "Field of the sources inside the brain mask (relative to B0)"),
-        "totalfield": (f"{base}_desc-totalfield_fieldmap.nii.gz", sim.gre.total_field_ppm,
+        "totalfield": (f"{base}_desc-totalfield_fieldmap{ext}", sim.gre.total_field_ppm,
                        "ppm", "Field the phase encodes: all sources plus residual shim"),
-        "r2star": (f"{base}_R2starmap.nii.gz", sim.r2star, "1/s",
+        "r2star": (f"{base}_R2starmap{ext}", sim.r2star, "1/s",
                    "True R2* at the acquisition field strength"),
     }
     written = {}
@@ -334,7 +347,7 @@ def _write_truth(root: Path, run: SimulatedRun, sim: SubjectSimulation, age: flo
         side = {"Description": description, **common}
         if units is not None:
             side["Units"] = units
-        _write_json(root / name.replace(".nii.gz", ".json"), side)
+        _write_json(root / _sidecar_name(name), side)
         written[key] = name
     _write_tsv(root / f"{base}_dseg.tsv", ("index", "name"), sorted(LABEL_NAMES.items()))
     _write_tsv(root / f"{base}_desc-qsmci_dseg.tsv", ("index", "name"),
@@ -366,17 +379,20 @@ def _break_run(root: Path, run: SimulatedRun, kind: str) -> None:
             raise ValueError("a missing-echo run needs at least 2 echoes")
         for name in (run.magnitude[1], run.phase[1]):
             (root / name).unlink()
-            (root / name.replace(".nii.gz", ".json")).unlink()
+            (root / _sidecar_name(name)).unlink()
     elif kind == "missing-echotime":
         for name in (run.magnitude[0], run.phase[0]):
-            side_path = root / name.replace(".nii.gz", ".json")
+            side_path = root / _sidecar_name(name)
             side = json.loads(side_path.read_text())
             side.pop("EchoTime")
             _write_json(side_path, side)
     elif kind == "corrupt-nifti":
         path = root / run.phase[0]
-        raw = gzip.decompress(path.read_bytes())
-        path.write_bytes(gzip.compress(raw[: len(raw) // 3]))
+        if path.name.endswith(".gz"):
+            raw = gzip.decompress(path.read_bytes())
+            path.write_bytes(gzip.compress(raw[: len(raw) // 3]))
+        else:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
 
 
 def _dataset_files(root: Path, settings: SimulationSettings, participants) -> None:
@@ -481,18 +497,19 @@ def _write_run(root: Path, settings: SimulationSettings, subject: str, session: 
     phase = sim.gre.phase
     for e, te in enumerate(sim.gre.echo_times_s):
         for part, names in (("mag", mags), ("phase", phases)):
-            name = str(anat_dir / f"{prefix}_echo-{e + 1}_part-{part}_MEGRE.nii.gz")
+            name = str(anat_dir / f"{prefix}_echo-{e + 1}_part-{part}_MEGRE{settings.extension}")
             if part == "mag":
                 data, scaling, units = magnitude[..., e].astype(np.float32), None, None
             else:
                 data, scaling, units = encode_phase(phase[..., e], settings.phase_units)
             save_nifti(np.ascontiguousarray(data), sim.anatomy.affine, root / name, scaling)
-            _write_json(root / name.replace(".nii.gz", ".json"),
+            _write_json(root / _sidecar_name(name),
                         _sidecar(settings, te, e + 1, part, units))
             names.append(name)
     run = SimulatedRun(subject, session, run_no, prefix, tuple(mags), tuple(phases))
     if settings.groundtruth:
         sources = [f"bids:raw:{name}" for name in (*mags, *phases)]
-        truth = _write_truth(root / "derivatives" / "groundtruth", run, sim, age, sources)
+        truth = _write_truth(root / "derivatives" / "groundtruth", run, sim, age, sources,
+                             settings.extension)
         run = SimulatedRun(subject, session, run_no, prefix, tuple(mags), tuple(phases), truth)
     return run

@@ -15,6 +15,7 @@ Coordinates: ``x_scanner = affine @ ijk``; ``x_head = R_pose^T (x_scanner - t)``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -175,13 +176,16 @@ class SubjectSimulation:
     field_strength_t: float
 
 
-def _smooth_displacement(rng: np.random.Generator, sd_mm: float, control_mm: float = 32.0,
+@functools.lru_cache(maxsize=8)
+def _smooth_displacement(seed: int, sd_mm: float, control_mm: float = 32.0,
                          step_mm: float = 8.0):
     """Random smooth displacement (3 components, mm) on an 8 mm grid over the FOV.
 
-    Returns the field and the grid origin; the field is cubic-spline smooth between
-    control points ``control_mm`` apart.
+    Returns the field, the grid origin and spacing; the field is cubic-spline smooth
+    between control points ``control_mm`` apart. Cached: a subject keeps its warp
+    across sessions and runs.
     """
+    rng = np.random.default_rng([seed, 8])
     lo = np.asarray(FOV_MIN_MM) - 20
     hi = np.asarray(FOV_MAX_MM) + 20
     n_ctrl = np.ceil((hi - lo) / control_mm).astype(int) + 1
@@ -246,7 +250,7 @@ def make_subject_anatomy(spec: SubjectSpec, voxel_size: Sequence[float]) -> Subj
     del scanner
     scale = np.clip(1 + rng.normal(0, spec.scale_sd, 3), 0.9, 1.06).astype(np.float32)
     if spec.warp_mm > 0:
-        disp, origin, step = _smooth_displacement(rng, spec.warp_mm)
+        disp, origin, step = _smooth_displacement(spec.seed, spec.warp_mm)
         idx = [(head[a] - np.float32(origin[a])) / np.float32(step) for a in range(3)]
         for a in range(3):
             head[a] += ndi.map_coordinates(disp[a], idx, order=1, mode="nearest")
