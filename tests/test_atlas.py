@@ -23,7 +23,7 @@ def _images(shape=(8, 9, 10)):
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     tpl = nib.Nifti1Image(np.random.default_rng(0).random(shape).astype(np.float32), affine)
     lab = np.zeros(shape, np.int16)
-    for i, name in enumerate(DEFAULT_REGIONS, start=1):
+    for i in range(1, len(DEFAULT_REGIONS) + 1):
         lab.flat[i * 20] = i
     lab[0, 0, :] = 20
     return tpl, nib.Nifti1Image(lab, affine)
@@ -81,10 +81,10 @@ def test_bad_json_entries(atlas_dir, changes, message):
 def test_missing_and_invalid_files(tmp_path, atlas_dir):
     with pytest.raises(AtlasError, match="does not exist"):
         load_atlas(tmp_path / "missing")
-    with pytest.raises(AtlasError, match="has no atlas.json"):
+    with pytest.raises(AtlasError, match=r"has no atlas\.json"):
         load_atlas(tmp_path)
     (atlas_dir / "atlas.json").write_text("{oops")
-    with pytest.raises(AtlasError, match="atlas.json is not valid JSON"):
+    with pytest.raises(AtlasError, match=r"atlas\.json is not valid JSON"):
         load_atlas(atlas_dir)
 
 

@@ -150,7 +150,7 @@ def test_errors_and_settings():
         RegistrationSettings(metric="MI")
     img = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
     chain = TransformChain(("/nonexistent/x.mat",), (False,))
-    with pytest.raises(FileNotFoundError, match="x.mat"):
+    with pytest.raises(FileNotFoundError, match=r"x\.mat"):
         apply_transforms(img, img, chain)
     with pytest.raises(ValueError, match="genericLabel"):
         warp_labels_to_subject(img, img, TransformChain((), ()), interpolation="linear")
