@@ -9,6 +9,8 @@ import pytest
 from bidsschematools.validator import validate_bids
 
 from qsmbids.bids.discovery import discover_runs
+from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.cli.main import main
 from qsmbids.sim.bids_writer import BrokenRun, SimulationSettings, simulate_dataset
 
 TES = (0.004, 0.009, 0.015)
@@ -115,3 +117,29 @@ def test_settings_are_checked():
         SimulationSettings(n_subjects=2, ages=(30.0,))
     with pytest.raises(ValueError, match="broken"):
         SimulationSettings(broken=(BrokenRun("01", "exploded"),))
+
+
+def test_simulate_command(tmp_path, capsys):
+    out = tmp_path / "sim"
+    code = main(["simulate", str(out), "--subjects", "1", "--resolution", "4",
+                 "--echo-times", "0.005", "0.011", "--phase-units", "arbitrary",
+                 "--field-strength", "1.5", "--snr", "none", "--oblique-deg", "8",
+                 "--uncompressed", "--no-groundtruth"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "1.5 T" in printed and "'arbitrary'" in printed
+    names = sorted(p.name for p in (out / "sub-01" / "anat").iterdir())
+    assert names == sorted(f"sub-01_echo-{e}_part-{p}_MEGRE.{x}" for e in (1, 2)
+                           for p in ("mag", "phase") for x in ("json", "nii"))
+    side = json.loads((out / "sub-01" / "anat" / "sub-01_echo-2_part-phase_MEGRE.json")
+                      .read_text())
+    assert side["EchoTime"] == 0.011 and side["MagneticFieldStrength"] == 1.5
+    assert side["Units"] == "arbitrary"
+    assert not (out / "derivatives").exists()
+    # a second run refuses to mix datasets; bad values are usage errors
+    assert main(["simulate", str(out)]) == ExitCode.CANT_CREATE
+    assert main(["simulate", str(tmp_path / "x"), "--subjects", "2", "--ages", "30"]) == 64
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", str(tmp_path / "y"), "--echo-times", "4", "9"])
+    assert exc.value.code == 64
+    assert "milliseconds" in capsys.readouterr().err

@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from qsmbids.cli.bids_app import run_bids_app
 
             return run_bids_app(args)
+        if args.command == "simulate":
+            from qsmbids.cli.simulate import run_simulate
+
+            return run_simulate(args)
         if args.command == "demo":
             return _fail(
                 "the demo needs the simulator and the pipeline, which are not available "

@@ -185,6 +185,9 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sim.add_argument("output_dir", type=Path, help="folder for the BIDS dataset")
     sim.add_argument("-v", "--verbose", action="count", default=0)
+    from qsmbids.cli.simulate import add_simulate_arguments  # here: simulate imports parser
+
+    add_simulate_arguments(sim)
 
     atlas = sub.add_parser("atlas", help="manage the atlas used for regional tables")
     atlas_sub = atlas.add_subparsers(dest="atlas_command", required=True, parser_class=_Parser)
