@@ -40,7 +40,7 @@ def test_names_follow_bids_entity_order():
     assert derivative_name({"sub": "01"}, "xfm_affine", ctx) == (
         "sub-01_from-Phantom_to-orig_mode-image_desc-affine_xfm.mat")
     assert derivative_name({"sub": "01"}, "regions", ctx) == (
-        "sub-01_space-orig_atlas-phantom_desc-csf_regions.tsv")
+        "sub-01_space-orig_atlas-phantom_desc-csf_stats.tsv")
     assert derivative_name({"sub": "01"}, "r2star") == "sub-01_space-orig_R2starmap.nii.gz"
 
 

@@ -109,7 +109,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
                            ("desc", "rigid")), "xfm", ".mat", None,
                           "T1w-to-subject GRE rigid transform (ITK)"),
     "regions": OutputKind((("space", "orig"), ("atlas", "{atlas}"), ("desc", "{ref}")),
-                          "regions", ".tsv", None,
+                          "stats", ".tsv", "ppm",
                           "Regional susceptibility statistics"),
 }
 

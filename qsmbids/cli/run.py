@@ -299,6 +299,15 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
         f"{sum(o.status == 'failed' for o in outcomes)} set aside")
     if todo:
         outcomes += _execute(settings, todo, stream)
+    finished = {o.name for o in outcomes if o.status in ("done", "skipped")}
+    if finished and not settings.graph_plugin:
+        from qsmbids.cli.reports import write_participant_reports
+
+        done_runs = [r for r in discovery.runs if r.prefix in finished]
+        for subject, where in write_participant_reports(
+                settings, done_runs, context, atlas_dir,
+                methods_boilerplate(settings, atlas_dir)).items():
+            say(f"qsmbids: sub-{subject} report: {where}")
     return report(outcomes, stream, graph=settings.graph_plugin and bool(todo))
 
 

@@ -40,21 +40,6 @@ FILE_KINDS = ("chi", "chi_template", "mask", "totalfield", "localfield", "fieldn
               "r2star", "t2star", "magnitude", "dseg", "dseg_tsv", "regions")
 
 
-#: column definitions of the regional TSV (BIDS tabular sidecar)
-REGION_COLUMNS = {
-    "region": {"Description": "atlas region (L/R suffix) or bilateral union"},
-    "hemisphere": {"Description": "L, R or bilateral"},
-    "n_voxels": {"Description": "voxels of the region inside the reconstruction mask"},
-    "volume_mm3": {"Description": "volume of those voxels", "Units": "mm^3"},
-    **{c: {"Description": f"{c} of the susceptibility over the region", "Units": "ppm"}
-       for c in ("mean", "median", "std", "iqr", "p05", "p95", "robust_mean")},
-    "coverage": {"Description": "fraction of the region's voxels inside the mask"},
-    "border_fraction": {"Description": "fraction of voxels on the region border"},
-    "r2star_mean": {"Description": "mean R2* over the region", "Units": "1/s"},
-    "r2star_median": {"Description": "median R2* over the region", "Units": "1/s"},
-}
-
-
 class DerivativesSinkInputSpec(BaseInterfaceInputSpec):
     output_dir = traits.Str(mandatory=True)
     run_spec = traits.Str(mandatory=True, desc="JSON of the run (entities, sources, TEs)")
@@ -127,8 +112,13 @@ class DerivativesSink(MeasuredInterface):
                 "xfm") else {}
             if kind in ("chi", "chi_template"):
                 extra["ReferenceRegion"] = context.ref
-            if kind == "regions":
-                extra.update(REGION_COLUMNS)
+            if kind == "regions":  # the table writer's sidecar: Measure, column units
+                beside = Path(files[kind]).with_suffix(".json")
+                if beside.is_file():
+                    table_meta = json.loads(beside.read_text())
+                    if not table_meta.get("Sources"):
+                        table_meta.pop("Sources", None)
+                    extra.update(table_meta)
             sidecars[kind] = image_sidecar(kind=kind, sources=sources, steps=steps,
                                            reference=reference if is_chi else None,
                                            extra=extra)

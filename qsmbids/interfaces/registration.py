@@ -123,7 +123,6 @@ class RegionalStatsInputSpec(BaseInterfaceInputSpec):
     dseg = File(exists=True, mandatory=True, desc="atlas labels on the subject grid")
     mask = File(exists=True, mandatory=True, desc="reconstruction mask")
     atlas_dir = Directory(exists=True, mandatory=True)
-    r2star = File(exists=True, desc="optional R2* (1/s)")
 
 
 class RegionalStatsOutputSpec(TraitedSpec):
@@ -144,12 +143,10 @@ class RegionalStats(MeasuredInterface):
         labels = np.asarray(nib.load(self.inputs.dseg).dataobj).astype(np.int32)
         mask_img = nib.load(self.inputs.mask)
         mask = np.asarray(mask_img.dataobj) > 0
-        r2 = (np.asarray(nib.load(self.inputs.r2star).dataobj, np.float32)
-              if isdefined(self.inputs.r2star) else None)
         voxel = tuple(float(v) for v in mask_img.header.get_zooms()[:3])
-        method = regional_table(chi, labels, mask, self.inputs.atlas_dir, voxel, _out(
-            "regions.tsv"), r2star=r2)
-        self._results["table"] = _out("regions.tsv")
+        method = regional_table(chi, labels, mask, self.inputs.atlas_dir, voxel,
+                                _out("regions_stats.tsv"))
+        self._results["table"] = _out("regions_stats.tsv")
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "regional statistics", method, {})
         return runtime

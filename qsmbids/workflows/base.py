@@ -201,7 +201,6 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
                                    ("inverse_invert", "invert")]),
             (q["ref"], r["stats"], [("chi", "chi")]),
             (q["bg"], r["stats"], [("mask", "mask")]),
-            (f["relax"], r["stats"], [("r2star", "r2star")]),
             (r["reg"], r["stats"], [("dseg", "dseg")]),
             (r["reg"], sink, [("dseg", "in_dseg"), ("dseg_tsv", "in_dseg_tsv"),
                               ("magnitude", "in_magnitude"), ("xfm_files", "xfm_files"),

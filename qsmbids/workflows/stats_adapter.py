@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 
 def regional_table(chi: np.ndarray, labels: np.ndarray, mask: np.ndarray, atlas_dir: str,
-                   voxel_size: Sequence[float], out_path: str,
-                   r2star: np.ndarray | None = None) -> str:
+                   voxel_size: Sequence[float], out_path: str) -> str:
     """Write the per-region statistics TSV of a run; return a description of the method.
 
     Parameters
@@ -26,35 +24,15 @@ def regional_table(chi: np.ndarray, labels: np.ndarray, mask: np.ndarray, atlas_
     voxel_size
         mm.
     out_path
-        TSV to write.
-    r2star
-        Optional R2* map (1/s) summarised too.
+        TSV to write (its JSON sidecar, with ``Measure`` and column units, goes beside it).
     """
     from qsmbids.atlas.model import load_atlas
-    from qsmbids.stats.regional import STAT_COLUMNS, regional_statistics
+    from qsmbids.stats.regional import regional_statistics
+    from qsmbids.stats.tables import write_run_table
 
     atlas = load_atlas(atlas_dir, check_images=False)
-    regions = atlas.all_regions()
-    rows = regional_statistics(chi, labels, regions, voxel_size=voxel_size, mask=mask)
-    if r2star is not None:
-        r2_rows = regional_statistics(r2star, labels, regions, voxel_size=voxel_size,
-                                      mask=mask)
-        for row, r2 in zip(rows, r2_rows, strict=True):
-            row["r2star_mean"] = r2["mean"]
-            row["r2star_median"] = r2["median"]
-    columns = ["region", "hemisphere", *STAT_COLUMNS]
-    columns += [c for c in rows[0] if c not in columns] if rows else []
-    lines = ["\t".join(columns)]
-    for row in rows:
-        lines.append("\t".join(_cell(row.get(c)) for c in columns))
-    Path(out_path).write_text("\n".join(lines) + "\n")
+    rows = regional_statistics(chi, labels, atlas.all_regions(), voxel_size=voxel_size,
+                               mask=mask)
+    write_run_table(rows, out_path, measure="Chimap", atlas=atlas.name)
     return (f"regional statistics over atlas '{atlas.name}' regions inside the reconstruction "
             "mask (zeros kept)")
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if np.isnan(value) else f"{value:.6g}"
-    return str(value)
