@@ -310,3 +310,21 @@ def test_group_report_finds_tables_in_output(cohort, tmp_path):
     assert "5 participant(s); 5 run(s)" in text
     assert "No QC table was given" in text
     assert len(image_sources(report.html)) == 2  # distributions and against age
+
+
+def test_run_inputs_from_pipeline_outputs(cohort, tmp_path):
+    """The pipeline's output kinds map onto the report's inputs; units come from the
+    sidecars."""
+    run = cohort["runs"]["sub-01"]
+    field = tmp_path / "sub-01_run-1_space-orig_desc-totalfield_fieldmap.nii.gz"
+    shutil.copy(run.field, field)
+    field.with_name(field.name.replace(".nii.gz", ".json")).write_text('{"Units": "Hz"}')
+    outputs = {"magnitude": run.magnitude, "mask": run.mask, "totalfield": field,
+               "localfield": run.local_field, "chi": run.qsm, "r2star": run.r2star,
+               "dseg": run.dseg, "regions": run.regional_tsv, "xfm_affine": "ignored.mat"}
+    inputs = RunReportInputs.from_outputs("sub-01", "sub-01_run-1", outputs,
+                                          template=run.template, unwrap_corrections=3)
+    assert (inputs.field, inputs.field_units, inputs.local_field_units) == (field, "Hz", "ppm")
+    assert (inputs.qsm, inputs.regional_tsv, inputs.template) == (run.qsm, run.regional_tsv,
+                                                                   run.template)
+    assert inputs.unwrap_corrections == 3 and inputs.echo_fit_residual is None

@@ -94,8 +94,10 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` atomically, in the format its suffix names (PNG, SVG)."""
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    # zlib level 3: a third of the default's encoding time for files ~10% larger
+    options = {"pil_kwargs": {"compress_level": 3}} if fmt == "png" else {}
     return atomic_write(path, lambda tmp: fig.savefig(tmp, facecolor=fig.get_facecolor(),
-                                                      format=fmt))
+                                                      format=fmt, **options))
 
 
 def _check_volume(volume: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
@@ -109,7 +111,8 @@ def _check_volume(volume: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray
 
 def _slice(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     """2-D slice arranged (vertical, horizontal) for ``imshow(origin='lower')``."""
-    taken = np.take(volume, index, axis=_VIEW_AXIS[view])
+    axis = _VIEW_AXIS[view]
+    taken = volume[(slice(None),) * axis + (index,)]  # a view, no copy
     h_axis, v_axis, _ = _VIEW_LAYOUT[view]
     # the remaining axes keep their order; horizontal is the lower-numbered one
     return taken.T if h_axis < v_axis else taken
@@ -141,7 +144,7 @@ def _render_panel(volume: np.ndarray, voxel_size: Sequence[float], view: str, in
     factors = (voxel_size[v_axis] * px_per_mm, voxel_size[h_axis] * px_per_mm)
 
     def up(array: np.ndarray, order: int = 1) -> np.ndarray:
-        cut = _cut(_slice(array, view, index), box).astype(np.float32)
+        cut = np.nan_to_num(_cut(_slice(array, view, index), box).astype(np.float32))
         return ndimage.zoom(cut, factors, order=order, grid_mode=True, mode="grid-constant")
 
     norm = np.clip((up(volume) - window[0]) / (window[1] - window[0]), 0.0, 1.0)
@@ -149,7 +152,7 @@ def _render_panel(volume: np.ndarray, voxel_size: Sequence[float], view: str, in
     if blank is not None:
         rgb[up(blank) < 0.5] = 0.0
     if overlays.edges_of is not None:
-        edges_image = up(np.nan_to_num(overlays.edges_of))
+        edges_image = up(overlays.edges_of)
         span = float(edges_image.max() - edges_image.min())
         if span > 0:
             scale = float(np.mean(factors))
@@ -290,6 +293,7 @@ def robust_window(volume: np.ndarray, mask: np.ndarray | None = None, *, symmetr
         Percentile of the (absolute) values used as the window limit.
     """
     values = np.asarray(volume)[mask > 0] if mask is not None else np.asarray(volume).ravel()
+    values = values[::max(1, values.size // 500_000)]  # a window needs no exact percentile
     values = values[np.isfinite(values) & (values != 0)]
     if values.size == 0:
         return (-1.0, 1.0) if symmetric else (0.0, 1.0)
@@ -366,7 +370,6 @@ def plot_mosaic(
         extent_mask = (overlays.mask > 0 if overlays.mask is not None
                        else np.isfinite(volume) & (volume != 0))
     extent_mask = np.asarray(extent_mask, dtype=bool)
-    display = np.nan_to_num(volume.astype(np.float32))
     margin = int(np.ceil(6.0 / min(voxel_size)))
     boxes = {view: _bounding_box(extent_mask, view, margin) for view in views}
     largest_mm = max(max((b[1] - b[0]) * voxel_size[_VIEW_LAYOUT[v][0]],
@@ -377,7 +380,7 @@ def plot_mosaic(
     for view in views:
         marks = _VIEW_LAYOUT[view][2]
         rows.append([
-            _Panel(_render_panel(display, voxel_size, view, index, boxes[view], px_per_mm,
+            _Panel(_render_panel(volume, voxel_size, view, index, boxes[view], px_per_mm,
                                  window, cmap, overlays,
                                  extent_mask if blank_outside else None, 1),
                    marks, f"{view} {index}")
@@ -391,7 +394,7 @@ def label_centroid(labels: np.ndarray, values: Sequence[int]) -> tuple[int, int,
     selected = np.isin(np.asarray(labels), np.asarray(list(values)))
     if not selected.any():
         return None
-    return tuple(int(c) for c in np.rint(ndimage.center_of_mass(selected)))
+    return tuple(int(np.rint(index.mean())) for index in np.nonzero(selected))
 
 
 def plot_region_zoom(
@@ -440,7 +443,6 @@ def plot_region_zoom(
         Side of each panel in pixels.
     """
     volume = _check_volume(volume, voxel_size)
-    display = np.nan_to_num(volume.astype(np.float32))
     overlays = Overlays(labels=labels, label_names=label_names)
     step = max(1, int(np.rint(slice_step_mm / voxel_size[2])))
     panels = [("axial", int(np.clip(centre[2] + k * step, 0, volume.shape[2] - 1)))
@@ -455,7 +457,7 @@ def plot_region_zoom(
         box = (centre[h_axis] - half_h, centre[h_axis] + half_h + 1,
                centre[v_axis] - half_v, centre[v_axis] + half_v + 1)
         for row, drawn in ((plain, Overlays()), (outlined, overlays)):
-            rgb = _render_panel(display, voxel_size, view, index, box, px_per_mm, window,
+            rgb = _render_panel(volume, voxel_size, view, index, box, px_per_mm, window,
                                 "gray", drawn, None, 2)
             row.append(_Panel(rgb, marks, f"{view} {index}"))
     families: dict[str, str] = {}
@@ -675,7 +677,7 @@ def write_thumbnail(volume: np.ndarray, voxel_size: Sequence[float], centre: Seq
     half_h = int(np.ceil(half_width_mm / voxel_size[0]))
     half_v = int(np.ceil(half_width_mm / voxel_size[1]))
     box = (centre[0] - half_h, centre[0] + half_h + 1, centre[1] - half_v, centre[1] + half_v + 1)
-    rgb = _render_panel(np.nan_to_num(volume.astype(np.float32)), voxel_size, "axial",
+    rgb = _render_panel(volume, voxel_size, "axial",
                         int(centre[2]), box, panel_px / (2.0 * half_width_mm), window, "gray",
                         Overlays(), None, 1)
     return atomic_write(path, lambda tmp: imsave(tmp, np.clip(rgb, 0, 1), format="png"))
