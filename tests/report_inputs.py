@@ -16,9 +16,12 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from qsmbids.atlas.regions import phantom_regions
 from qsmbids.recon.dipole import forward_field
 from qsmbids.report.participant import RunReportInputs
 from qsmbids.sim.phantom import make_head_phantom
+from qsmbids.stats.regional import regional_statistics
+from qsmbids.stats.tables import write_run_table
 
 FIRST_ECHO_S = 0.004
 
@@ -69,15 +72,10 @@ def synthetic_run(out_dir: Path, participant: str, *, age: float = 40.0,
         return path
 
     tsv = None
-    if with_tsv:
-        tsv = out_dir / f"{run_id}_regions.tsv"
-        lines = ["region\tn_voxels\tmean\tmedian"]
-        for label in range(1, 15):
-            values = qsm[(dseg == label) & brain]
-            if values.size:
-                lines.append(f"{head.label_names[label]}\t{values.size}\t{values.mean():.5f}\t"
-                             f"{np.median(values):.5f}")
-        tsv.write_text("\n".join(lines) + "\n")
+    if with_tsv:  # the per-run table as the pipeline writes it (issue 6's writer)
+        records = regional_statistics(qsm, dseg, phantom_regions(), voxel_size=vox, mask=brain)
+        tsv, _ = write_run_table(records, out_dir / f"{run_id}_desc-report_Chimap_stats.tsv",
+                                 atlas="phantom")
     return RunReportInputs(
         participant_id=participant, run_id=run_id,
         session_id=f"ses-{session}" if session else None,

@@ -187,11 +187,15 @@ def test_failed_registration_is_flagged(cohort):
     assert "registration" not in [w.code for w in good.warnings]
     assert bad.qc.template_dice < 0.8
     assert bad.qc.template_nmi < good.qc.template_nmi
-    assert "registration" in [w.code for w in bad.warnings]
+    # without the template (the pipeline may not pass it), the QSM still tells: the
+    # atlas's iron-rich nuclei are not brighter than the brain
+    assert good.qc.nuclei_contrast_ppm > 0.08
+    assert bad.qc.nuclei_contrast_ppm < 0.03
+    assert [w.code for w in bad.warnings] == ["registration", "nuclei_contrast"]
     text = cohort["reports"]["sub-05"].html.read_text()
     assert "registration has probably failed" in text
     rows = read_qc_tsv(cohort["output"] / "sub-05" / "figures" / "sub-05_qc.tsv")
-    assert rows[0]["warnings"] == "registration"
+    assert rows[0]["warnings"] == "registration,nuclei_contrast"
 
 
 def test_grid_mismatch_names_the_file(tmp_path, cohort):
@@ -209,8 +213,9 @@ def test_grid_mismatch_names_the_file(tmp_path, cohort):
 def _regional_table(cohort, outlier: str) -> pd.DataFrame:
     frames = []
     for sub, run in cohort["runs"].items():
-        frame = pd.read_csv(run.regional_tsv, sep="\t")
+        frame = pd.read_csv(run.regional_tsv, sep="\t", na_values="n/a")
         frame.insert(0, "participant_id", sub)
+        frame.insert(1, "run", "1")
         if sub == outlier:
             frame.loc[frame["region"] == "Putamen_L", "mean"] = 0.6
         frames.append(frame)
@@ -234,10 +239,10 @@ def test_group_report_lists_everyone_and_flags_outliers(cohort):
     flagged = list(zip(report.outliers["run"], report.outliers["region"], strict=True))
     # the injected value is flagged, no other good run in that region; the failed
     # registration (its atlas labels miss the nuclei) stands out somewhere too
-    assert {run for run, region in flagged if region == "Putamen_L"} - {"sub-05"} == {
-        "sub-02"}
-    assert "sub-05" in {run for run, _ in flagged}
-    assert "sub-02: Putamen_L = 0.6000 ppm" in text
+    assert {run for run, region in flagged if region == "Putamen_L"} - {"sub-05_run-1"} == {
+        "sub-02_run-1"}
+    assert "sub-05_run-1" in {run for run, _ in flagged}
+    assert "sub-02_run-1: Putamen_L = 0.6000 ppm" in text
     sources = image_sources(report.html)
     # montage of the basal ganglia thumbnails (the two runs with reports), distributions,
     # against age; all embedded
@@ -302,8 +307,8 @@ def test_group_report_finds_tables_in_output(cohort, tmp_path):
     for sub, run in cohort["runs"].items():
         anat = output / sub / "anat"
         anat.mkdir(parents=True)
-        shutil.copy(run.regional_tsv, anat / f"{sub}_run-1_space-orig_atlas-phantom_desc-wm"
-                                              "_regions.tsv")
+        for table in (run.regional_tsv, run.regional_tsv.with_suffix(".json")):
+            shutil.copy(table, anat / table.name)
     report = write_group_report(output, bids)
     assert report.participants == tuple(cohort["ages"])
     text = report.html.read_text()

@@ -37,8 +37,11 @@ class CohortColumns:
 
     Attributes
     ----------
-    participant, session, run
-        Identifier columns (``session``/``run`` may be absent from the table).
+    participant, session
+        Identifier columns (``session`` may be absent from the table).
+    run
+        Column holding a whole run id (``sub-01_ses-1_run-1``); when absent the id is
+        composed from the entity columns (participant_id, session_id, acq, rec, run).
     region
         Region name column.
     value
@@ -77,16 +80,6 @@ def _read_table(table: pd.DataFrame | str | os.PathLike, what: str) -> pd.DataFr
 def _sub(label: str) -> str:
     label = str(label)
     return label if label.startswith("sub-") else f"sub-{label}"
-
-
-def _run_label(row: pd.Series, columns: CohortColumns) -> str:
-    """The run id when the table has one, else participant (and session)."""
-    run = row.get(columns.run)
-    if isinstance(run, str) and run:
-        return run
-    session = row.get(columns.session)
-    sub = _sub(row[columns.participant])
-    return f"{sub} {session}" if isinstance(session, str) and session else sub
 
 
 def _png_data_uri(plot: Callable[[Path], Path]) -> str:
@@ -136,7 +129,7 @@ def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence
         values = pd.to_numeric(rows[columns.value], errors="coerce").to_numpy(np.float64)
         z = robust_z(values)
         outlier = np.abs(np.nan_to_num(z)) > outlier_z
-        ids = tuple(_run_label(row, columns) for _, row in rows.iterrows())
+        ids = tuple(rows[_RUN_ID])
         ages = pd.to_numeric(rows[columns.age], errors="coerce").to_numpy(np.float64)
         qc_flagged = (rows[_QC_FLAG].to_numpy(bool) if _QC_FLAG in rows.columns
                       else np.zeros(len(rows), bool))
@@ -147,6 +140,7 @@ def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence
 
 
 _QC_FLAG = "_qc_warning"
+_RUN_ID = "_run_id"
 
 
 def _mark_qc_warnings(table: pd.DataFrame, qc: pd.DataFrame | None,
@@ -156,9 +150,9 @@ def _mark_qc_warnings(table: pd.DataFrame, qc: pd.DataFrame | None,
     if qc is None or "n_warnings" not in qc.columns:
         return table.assign(**{_QC_FLAG: False})
     warned = qc[pd.to_numeric(qc["n_warnings"], errors="coerce").fillna(0) > 0]
-    if columns.run in table.columns and "run_id" in qc.columns:
-        flagged = table[columns.run].isin(set(warned["run_id"]))
-    else:
+    if "run_id" in qc.columns and table[_RUN_ID].isin(set(qc["run_id"])).any():
+        flagged = table[_RUN_ID].isin(set(warned["run_id"]))
+    else:  # run ids do not match: a participant with a warned run is flagged whole
         flagged = table[columns.participant].map(_sub).isin(
             set(warned["participant_id"].map(_sub)))
     return table.assign(**{_QC_FLAG: flagged.to_numpy(bool)})
@@ -208,40 +202,52 @@ def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
 
 
 _ENTITY = re.compile(r"(?:^|_)(sub|ses|acq|rec|run)-([A-Za-z0-9]+)")
+#: BIDS entity -> column of the cohort table (as :mod:`qsmbids.stats.tables` writes it)
+_ENTITY_COLUMNS = (("sub", "participant_id"), ("ses", "session_id"), ("acq", "acq"),
+                   ("rec", "rec"), ("run", "run"))
 
 
 def _run_entities(name: str) -> dict[str, str]:
     return {key: f"{key}-{value}" for key, value in _ENTITY.findall(name)}
 
 
-def collect_run_tables(output_dir: str | os.PathLike, pattern: str = "sub-*/**/*_regions.tsv"
-                       ) -> pd.DataFrame:
-    """Concatenate the per-run regional tables under ``output_dir`` into one long table.
+def run_ids(table: pd.DataFrame, columns: CohortColumns) -> pd.Series:
+    """Run id of each row (``sub-01_ses-1_run-2``, as the pipeline names runs): the
+    ``columns.run`` column when the table has one, else composed from the entity
+    columns (participant_id, session_id, acq, rec, run) present."""
+    if columns.run in table.columns:
+        return table[columns.run].astype(str)
 
-    Identifier columns ``participant_id``, ``session_id`` and ``run_id`` (the file
-    name's sub/ses/acq/rec/run entities) are added where the tables lack them.
+    def compose(row: pd.Series) -> str:
+        parts = []
+        for key, column in _ENTITY_COLUMNS:
+            column = columns.participant if key == "sub" else column
+            value = row.get(column)
+            if isinstance(value, str) and value and value != "n/a":
+                parts.append(value if value.startswith(f"{key}-") else f"{key}-{value}")
+        return "_".join(parts)
+
+    return table.apply(compose, axis=1) if len(table) else pd.Series([], dtype=str)
+
+
+def collect_run_tables(output_dir: str | os.PathLike,
+                       participants_tsv: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The cohort long table built from the per-run susceptibility tables under
+    ``output_dir`` (:func:`qsmbids.stats.tables.build_cohort_table`).
 
     Raises
     ------
     ValueError
-        When no table matches ``pattern``.
+        When there is no per-run table.
     """
-    frames = []
-    for path in sorted(Path(output_dir).glob(pattern)):
-        frame = _read_table(path, "regional table")
-        entities = _run_entities(path.name)
-        if "sub" not in entities:
-            continue
-        ids = {"participant_id": entities["sub"], "session_id": entities.get("ses"),
-               "run_id": "_".join(entities.values())}
-        for position, (column, value) in enumerate(ids.items()):
-            if column not in frame.columns:
-                frame.insert(position, column, value)
-        frames.append(frame)
-    if not frames:
-        raise ValueError(f"no regional tables ({pattern}) under {output_dir}: run the "
+    from qsmbids.stats.tables import build_cohort_table, find_run_tables, read_participants
+
+    found = find_run_tables(output_dir, "Chimap")
+    if not found:
+        raise ValueError(f"no per-run regional tables under {output_dir}: run the "
                          "participant level first")
-    return pd.concat(frames, ignore_index=True)
+    records, names = build_cohort_table(found, read_participants(participants_tsv))
+    return pd.DataFrame.from_records(records, columns=names)
 
 
 def write_group_report(
@@ -290,8 +296,6 @@ def write_group_report(
         The HTML path, every participant listed, and the outliers.
     """
     output_dir = Path(output_dir)
-    if regional_table is None:
-        regional_table = collect_run_tables(output_dir)
     if qc_table is None:
         found = sorted(output_dir.glob("sub-*/figures/sub-*_qc.tsv"))
         if found:
@@ -299,12 +303,15 @@ def write_group_report(
     if participants_tsv is None and bids_dir is not None:
         candidate = Path(bids_dir) / "participants.tsv"
         participants_tsv = candidate if candidate.is_file() else None
+    if regional_table is None:
+        regional_table = collect_run_tables(output_dir, participants_tsv)
     table = _read_table(regional_table, "regional table")
     for needed in (columns.participant, columns.region, columns.value):
         if needed not in table.columns:
             raise ValueError(f"the regional table has no {needed!r} column "
                              f"(columns: {', '.join(map(str, table.columns))})")
     table = _join_age(table, participants_tsv, columns)
+    table[_RUN_ID] = run_ids(table, columns).to_numpy()
     qc = _read_table(qc_table, "QC table") if qc_table is not None else None
     table = _mark_qc_warnings(table, qc, columns)
     order = _region_order(sorted(set(table[columns.region].dropna())), regions)
@@ -319,9 +326,7 @@ def write_group_report(
     participants_sorted = tuple(sorted(participants))
 
     ylabel = f"{columns.value} susceptibility (ppm)"
-    id_columns = [c for c in (columns.participant, columns.session, columns.run)
-                  if c in table.columns]
-    n_runs = table.drop_duplicates(id_columns).shape[0]
+    n_runs = table[_RUN_ID].nunique()
     body = ['<h2 id="participants">Participants</h2>',
             f"<p>{len(participants_sorted)} participant(s); {n_runs} run(s) with regional "
             "values.</p>"]

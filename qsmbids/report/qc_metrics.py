@@ -49,6 +49,11 @@ class QCThresholds:
         mask (noise of a usable scan is a few hundredths of a radian).
     max_unwrap_correction_fraction
         Largest acceptable number of unwrapping corrections per mask voxel.
+    min_nuclei_contrast_ppm
+        Smallest acceptable mean susceptibility of the iron-rich nuclei (globus pallidus,
+        putamen, substantia nigra, red nucleus, dentate) above the brain median: adults
+        show about 0.1 ppm; atlas labels that miss the nuclei (a failed registration)
+        or a failed inversion show about 0.
     """
 
     plausible_chi_ppm: tuple[float, float] = (-0.3, 0.5)
@@ -60,6 +65,7 @@ class QCThresholds:
     min_registration_similarity: float | None = None
     max_echo_fit_residual_rad: float = 0.3
     max_unwrap_correction_fraction: float = 0.02
+    min_nuclei_contrast_ppm: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,9 @@ class RunQC:
         ``unwrap_corrections`` per mask voxel.
     regions_missing
         Atlas regions with no voxel inside the mask, comma-separated.
+    nuclei_contrast_ppm
+        Mean QSM over the iron-rich nuclei's atlas labels minus the QSM median in the
+        mask, ppm (see :data:`IRON_RICH`).
     """
 
     mask_volume_ml: float | None = None
@@ -114,6 +123,12 @@ class RunQC:
     unwrap_corrections: int | None = None
     unwrap_correction_fraction: float | None = None
     regions_missing: str | None = None
+    nuclei_contrast_ppm: float | None = None
+
+
+#: region families bright on QSM in adults (iron), used for ``nuclei_contrast_ppm``
+IRON_RICH: tuple[str, ...] = ("GlobusPallidus", "Putamen", "SubstantiaNigra", "RedNucleus",
+                              "Dentate")
 
 
 #: the default QC limits
@@ -238,6 +253,40 @@ def normalized_mutual_information(a: np.ndarray, b: np.ndarray, mask: np.ndarray
     return (_entropy(p.sum(axis=0)) + _entropy(p.sum(axis=1))) / h_joint
 
 
+def nuclei_contrast(qsm: np.ndarray, mask: np.ndarray, dseg: np.ndarray,
+                    region_labels: Mapping[str, Sequence[int]]) -> float | None:
+    """Mean susceptibility over the iron-rich nuclei minus the median in the mask (ppm).
+
+    Parameters
+    ----------
+    qsm
+        Susceptibility map, ppm (x, y, z).
+    mask
+        Brain mask.
+    dseg
+        Atlas labels in subject space.
+    region_labels
+        Region name -> label numbers; the regions whose name without ``_L``/``_R`` is
+        in :data:`IRON_RICH` are used.
+
+    Returns
+    -------
+    float or None
+        ``None`` when no iron-rich region has a voxel in the mask.
+    """
+    wanted = [int(v) for name, labels in region_labels.items()
+              if (name[:-2] if name.endswith(("_L", "_R")) else name) in IRON_RICH
+              for v in labels]
+    mask = _as_mask(mask)
+    nuclei = np.isin(dseg, wanted) & mask
+    chi = np.asarray(qsm)
+    inside, everywhere = chi[nuclei], chi[mask]
+    inside, everywhere = inside[np.isfinite(inside)], everywhere[np.isfinite(everywhere)]
+    if not inside.size or not everywhere.size:
+        return None
+    return float(inside.mean() - np.median(everywhere))
+
+
 def compute_run_qc(
     mask: np.ndarray,
     voxel_size: Sequence[float],
@@ -310,6 +359,8 @@ def compute_run_qc(
         missing = [name for name, labels in region_labels.items()
                    if not np.isin(np.asarray(labels), inside).any()]
         values["regions_missing"] = ",".join(missing)
+        if qsm is not None and n_mask:
+            values["nuclei_contrast_ppm"] = nuclei_contrast(qsm, mask, dseg, region_labels)
     if echo_fit_residual is not None and n_mask:
         res = _check_same_shape("the echo-fit residual", echo_fit_residual, mask)[mask]
         res = res[np.isfinite(res)]
@@ -365,6 +416,15 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"The registration similarity ({qc.registration_metric or 'metric'} "
             f"{qc.registration_similarity:.3g}) is below {t.min_registration_similarity:.3g}: "
             "check the template edges over the subject."))
+    if (qc.nuclei_contrast_ppm is not None
+            and qc.nuclei_contrast_ppm < t.min_nuclei_contrast_ppm):
+        out.append(QCWarning(
+            "nuclei_contrast",
+            f"The atlas's iron-rich nuclei (globus pallidus, putamen, substantia nigra, red "
+            f"nucleus, dentate) are only {qc.nuclei_contrast_ppm:+.3f} ppm above the brain "
+            f"median (adults: about +0.1; limit {t.min_nuclei_contrast_ppm:g}): the atlas "
+            "labels probably miss the nuclei (failed registration) or the QSM failed; "
+            "check the zoomed views (young children have little iron)."))
     if qc.regions_missing:
         out.append(QCWarning(
             "regions_missing",
