@@ -62,11 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_simulate(args)
         if args.command == "demo":
-            return _fail(
-                "the demo needs the simulator and the pipeline, which are not available "
-                "in this version yet",
-                ExitCode.UNAVAILABLE,
-            )
+            from qsmbids.cli.demo import run_demo
+
+            return run_demo(args.output_dir, nprocs=args.nprocs,
+                            resolution_mm=args.resolution, n_subjects=args.subjects)
+        if args.command == "atlas":
+            from qsmbids.cli.atlas import run_atlas
+
+            return run_atlas(args)
         return _fail(f"'{args.command}' is not available in this version yet",
                      ExitCode.UNAVAILABLE)
     except InputError as exc:

@@ -179,6 +179,10 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("output_dir", type=Path, help="folder for the simulated data and results")
     demo.add_argument("--nprocs", type=_positive_int, default=None)
+    demo.add_argument("--subjects", type=_positive_int, default=3,
+                      help="participants to simulate (ages 25, 50, 75 for the first three)")
+    demo.add_argument("--resolution", type=_positive_float, default=2.0, metavar="MM",
+                      help="voxel size of the simulated data (2 mm or coarser keeps it quick)")
     demo.add_argument("-v", "--verbose", action="count", default=0)
 
     sim = sub.add_parser("simulate", help="write a simulated multi-echo GRE BIDS dataset",
@@ -191,8 +195,20 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
 
     atlas = sub.add_parser("atlas", help="manage the atlas used for regional tables")
     atlas_sub = atlas.add_subparsers(dest="atlas_command", required=True, parser_class=_Parser)
-    fetch = atlas_sub.add_parser("fetch", help="download the default atlas into a cache folder")
-    fetch.add_argument("--cache-dir", type=Path, default=None)
+    fetch = atlas_sub.add_parser("fetch", help="download the default atlas into a cache folder",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fetch.add_argument("--cache-dir", type=Path, default=None,
+                       help="cache root (default: $XDG_CACHE_HOME/qsmbids)")
+    fetch.add_argument("--atlas-dir", type=Path, default=None,
+                       help="where to build the atlas (default: $QSMBIDS_ATLAS_DIR or "
+                            "CACHE_DIR/atlas)")
+    fetch.add_argument("--mirror", default=None, metavar="URL",
+                       help="URL prefix serving the original files under their cache names "
+                            "(e.g. file:///data/atlases); checksums are verified all the same")
+    fetch.add_argument("--omp-nthreads", type=_positive_int, default=1,
+                       help="threads for the one-off template registration")
+    check = atlas_sub.add_parser("check", help="validate an atlas folder (atlas.json layout)")
+    check.add_argument("atlas_dir", type=Path, help="folder holding atlas.json")
     return parser
 
 
