@@ -40,3 +40,14 @@ def test_phantom_atlas_folder(tmp_path):
            ("WhiteMatter", "GreyMatter", "CSF", "Thalamus_L", "Putamen_L")}
     assert med["WhiteMatter"] > med["Thalamus_L"] > med["Putamen_L"] > med["GreyMatter"]
     assert med["GreyMatter"] > med["CSF"]
+
+
+def test_magnitude_contrast_option(tmp_path):
+    atlas = write_phantom_atlas(tmp_path / "mag", 3.0, contrast="magnitude", echo_time_s=0.02)
+    image = nib.load(atlas.template).get_fdata()
+    labels = np.asarray(nib.load(atlas.labels).dataobj)
+    med = {name: np.median(image[labels == LABELS[name]]) for name in
+           ("WhiteMatter", "CSF", "GlobusPallidus_L")}
+    assert med["CSF"] > med["WhiteMatter"] > med["GlobusPallidus_L"]  # T2*w: iron is dark
+    assert json.loads((tmp_path / "mag" / "atlas.json").read_text())["TemplateContrast"] == \
+        "magnitude"

@@ -14,6 +14,7 @@ registration and regional-statistics code use it like any real atlas.
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import nibabel as nib
 import numpy as np
@@ -59,8 +60,16 @@ def phantom_label_names() -> dict[int, str]:
     return {label: LABEL_NAMES[label] for label in BRAIN_LABELS}
 
 
+def magnitude_like(phantom: HeadPhantom, echo_time_s: float = 0.004) -> np.ndarray:
+    """Skull-stripped GRE-magnitude-like image, ``M0 exp(-R2* TE)`` at 3 T, in the brain."""
+    image = phantom.m0 * np.exp(-phantom.r2star * np.float32(echo_time_s))
+    return (image * phantom.brain_mask).astype(np.float32)
+
+
 def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0, *,
-                        age_years: float = TEMPLATE_AGE) -> Atlas:
+                        age_years: float = TEMPLATE_AGE,
+                        contrast: Literal["T1w", "magnitude"] = "T1w",
+                        echo_time_s: float = 0.004) -> Atlas:
     """Write the phantom template and atlas in the shared atlas-folder layout.
 
     Parameters
@@ -72,19 +81,28 @@ def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0
         Template voxel size, mm (1 mm like MNI152; 2 mm for quick demos).
     age_years
         Age of the template phantom.
+    contrast
+        Template contrast: ``T1w`` (:func:`t1w_like`) or ``magnitude`` (first-echo
+        GRE magnitude, :func:`magnitude_like`, for registration to GRE magnitudes).
+        The file keeps the layout's ``desc-brain_T1w`` name either way.
+    echo_time_s
+        Echo time of the magnitude contrast, s.
 
     Returns
     -------
     qsmbids.atlas.model.Atlas
         The validated atlas.
     """
+    if contrast not in ("T1w", "magnitude"):
+        raise ValueError(f"contrast must be 'T1w' or 'magnitude', got {contrast!r}")
     phantom = make_head_phantom(voxel_size_mm, age_years=age_years, calcification=False)
+    image = t1w_like(phantom) if contrast == "T1w" else magnitude_like(phantom, echo_time_s)
     labels = np.where(phantom.brain_mask & np.isin(phantom.labels, BRAIN_LABELS),
                       phantom.labels, 0).astype(np.int16)
     affine = phantom.affine
     return write_atlas(
         atlas_dir, name=PHANTOM_ATLAS, space=PHANTOM_SPACE,
-        template=nib.Nifti1Image(t1w_like(phantom), affine),
+        template=nib.Nifti1Image(image, affine),
         labels=nib.Nifti1Image(labels, affine),
         template_mask=nib.Nifti1Image(phantom.brain_mask.astype(np.uint8), affine),
         label_names=phantom_label_names(), regions=phantom_regions(),
@@ -92,6 +110,7 @@ def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0
         license="CC0 (synthetic)",
         citation=[f"qsmbids {__version__} digital head phantom (qsmbids.sim.phantom)"],
         extra={"TemplateAgeYears": age_years, "VoxelSizeMM": voxel_size_mm,
+               "TemplateContrast": contrast,
                "Description": "Template and labels of the qsmbids digital head phantom: "
                               "subjects simulated by 'qsmbids simulate' are warped copies"},
     )
