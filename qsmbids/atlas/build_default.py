@@ -36,7 +36,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
-from qsmbids.atlas.model import Atlas, read_label_table, write_atlas
+from qsmbids.atlas.model import Atlas, write_atlas
 from qsmbids.registration.antsio import from_ants, itk_threads
 
 SPACE = "MNI152NLin2009cAsym"
@@ -46,12 +46,42 @@ ENV_SHARED_ATLASES = "QSMBIDS_SHARED_ATLASES"
 SOURCE_FILES = {
     "template": "tpl-MNI152NLin2009cAsym_desc-brain_T1w.nii.gz",
     "cit168": "tpl-MNI152NLin2009cAsym_atlas-CIT168_dseg.nii.gz",
-    "cit168_tsv": "tpl-MNI152NLin2009cAsym_atlas-CIT168_dseg.tsv",
     "tian": "tpl-MNI152NLin2009cAsym_res-02_atlas-TianS1_dseg.nii.gz",
     "suit_template": "tpl-MNI152NLin6AsymC_T1w.nii.gz",
     "suit_labels": "tpl-MNI152NLin6AsymC_atlas-Diedrichsen2009_dseg.nii.gz",
 }
 
+#: CIT168 label numbers and names (its deterministic label file has no table of its own)
+CIT168_LABELS: dict[int, str] = {
+    1: "Pu_LH",
+    2: "Ca_LH",
+    3: "NAC_LH",
+    4: "EXA_LH",
+    5: "GPe_LH",
+    6: "GPi_LH",
+    7: "SNc_PBP_VTA_LH",
+    8: "RN_LH",
+    9: "SNr_LH",
+    12: "VeP_LH",
+    13: "HN_LH",
+    14: "HTH_LH",
+    15: "MN_LH",
+    16: "STH_LH",
+    101: "Pu_RH",
+    102: "Ca_RH",
+    103: "NAC_RH",
+    104: "EXA_RH",
+    105: "GPe_RH",
+    106: "GPi_RH",
+    107: "SNc_PBP_VTA_RH",
+    108: "RN_RH",
+    109: "SNr_RH",
+    112: "VeP_RH",
+    113: "HN_RH",
+    114: "HTH_RH",
+    115: "MN_RH",
+    116: "STH_RH",
+}
 #: Tian S1 label -> combined label (line N of the S1 list is label N)
 TIAN_THALAMUS = {12: (17, "aTHA_LH"), 11: (18, "pTHA_LH"),
                  4: (117, "aTHA_RH"), 3: (118, "pTHA_RH")}
@@ -215,7 +245,7 @@ def build_default_atlas(
         cit = ants.image_read(str(src["cit168"]), pixeltype="float")
         cit_lab = _labels_onto(cit, template)
         labels[:] = cit_lab
-        names.update(read_label_table(src["cit168_tsv"]))
+        names.update(CIT168_LABELS)
 
         tian = _labels_onto(ants.image_read(str(src["tian"]), pixeltype="float"), template)
         for tian_label, (new, name) in TIAN_THALAMUS.items():
