@@ -70,10 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             from qsmbids.cli.atlas import run_atlas
 
             return run_atlas(args)
-        if args.command == "atlas":
-            from qsmbids.cli.atlas import run_atlas
-
-            return run_atlas(args)
         return _fail(f"'{args.command}' is not available in this version yet",
                      ExitCode.UNAVAILABLE)
     except InputError as exc:
