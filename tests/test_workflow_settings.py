@@ -1,0 +1,97 @@
+"""Settings, presets, plugin arguments and the workflow graph (no execution)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gre_dataset import new_dataset, write_run
+
+from qsmbids.bids.derivatives import NameContext
+from qsmbids.bids.discovery import discover_runs
+from qsmbids.cli.bids_app import settings_from_args
+from qsmbids.cli.parser import parse_args
+from qsmbids.cli.run import _plugin_args
+from qsmbids.workflows.base import RunInputs, init_participant_wf, memory_estimates
+from qsmbids.workflows.settings import PRESETS, Settings
+
+
+def _settings(tmp_path, **kw) -> Settings:
+    paths = {"bids_dir": tmp_path / "b", "output_dir": tmp_path / "o",
+             "work_dir": tmp_path / "w"}
+    paths.update(kw)
+    return Settings.from_preset(paths.pop("preset", "accurate"), **paths)
+
+
+def test_preset_fills_unset_methods_and_explicit_choice_wins(tmp_path):
+    fast = _settings(tmp_path, preset="fast")
+    assert (fast.unwrapping, fast.bg_removal, fast.inversion) == tuple(
+        PRESETS["fast"][k] for k in ("unwrapping", "bg_removal", "inversion"))
+    chosen = _settings(tmp_path, preset="fast", inversion="tv")
+    assert chosen.inversion == "tv" and chosen.bg_removal == PRESETS["fast"]["bg_removal"]
+    with pytest.raises(ValueError, match="inversion must be one of"):
+        _settings(tmp_path, inversion="magic")
+
+
+def test_digest_ignores_resources_but_not_methods(tmp_path):
+    base = _settings(tmp_path, nprocs=2, mem_gb=4)
+    assert base.digest() == _settings(tmp_path, nprocs=16, mem_gb=64, plugin="SLURM").digest()
+    assert base.digest() != _settings(tmp_path, inversion="tkd").digest()
+    assert base.digest() != _settings(tmp_path, field_strength=7.0).digest()
+
+
+def test_cli_arguments_become_settings(tmp_path):
+    args = parse_args([str(tmp_path / "b"), str(tmp_path / "o"), "participant", "--preset",
+                       "fast", "--bg-removal", "pdf", "--nprocs", "3", "--mem-gb", "5",
+                       "--plugin", "SLURMGraph", "--plugin-args", '{"sbatch_args": "-p q"}',
+                       "--field-strength", "7", "--atlas", "none", "--omp-nthreads", "2"])
+    settings = settings_from_args(args)
+    assert settings.preset == "fast" and settings.bg_removal == "pdf"
+    assert settings.inversion == PRESETS["fast"]["inversion"]
+    assert (settings.nprocs, settings.mem_gb, settings.omp_nthreads) == (3, 5.0, 2)
+    assert settings.plugin_arguments == {"sbatch_args": "-p q"} and settings.graph_plugin
+    assert settings.field_strength == 7.0
+    assert settings.work_dir == (tmp_path / "qsmbids_work").absolute()
+
+
+def test_plugin_arguments(tmp_path):
+    def callback(node, status):
+        return None
+
+    multiproc = _plugin_args(_settings(tmp_path, nprocs=3, mem_gb=5.5), callback)
+    assert multiproc["n_procs"] == 3 and multiproc["memory_gb"] == 5.5
+    assert multiproc["status_callback"] is callback
+    slurm = _plugin_args(_settings(tmp_path, plugin="SLURMGraph",
+                                   plugin_args=json.dumps({"dont_resubmit_completed_jobs":
+                                                           True})), callback)
+    assert slurm == {"dont_resubmit_completed_jobs": True}  # Graph plugins take no callback
+    assert "status_callback" in _plugin_args(_settings(tmp_path, plugin="SGE"), callback)
+
+
+def test_memory_estimates_grow_with_the_image():
+    small = memory_estimates((64, 64, 48), 3)
+    large = memory_estimates((224, 224, 160), 4)
+    assert all(large[k] > small[k] for k in small if k not in ("sink",))
+    assert large["inv"] < 6 and large["field"] < 6  # fits the 6 GiB target per node
+
+
+def test_participant_graph_has_one_branch_per_run_with_resources(tmp_path):
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01_run-1", seed=1)
+    write_run(bids, "sub-01/anat/sub-01_run-2", seed=2)
+    settings = _settings(tmp_path, bids_dir=bids, omp_nthreads=2, nprocs=2)
+    runs = discover_runs(bids).runs
+    wf = init_participant_wf(settings, [RunInputs(r, None, None, NameContext())
+                                        for r in runs])
+    graph = wf._create_flat_graph()
+    names = {n.fullname for n in graph.nodes()}
+    for run in ("run_sub_01_run_1", "run_sub_01_run_2"):
+        for step in ("load", "mask", "field", "relaxometry", "bg_removal", "inversion",
+                     "reference", "sink"):
+            assert f"qsmbids_wf.{run}.{step}" in names
+    nodes = {n.fullname: n for n in graph.nodes()}
+    assert nodes["qsmbids_wf.run_sub_01_run_1.inversion"].n_procs == 2
+    assert nodes["qsmbids_wf.run_sub_01_run_1.field"].mem_gb > 0.1
+    assert nodes["qsmbids_wf.run_sub_01_run_1.sink"].overwrite is True
+    assert Path(wf.base_dir) == settings.work_dir
