@@ -87,6 +87,12 @@ def rts(
         raise ValueError(f"need 0 < delta < 1/3, mu, rho, tol > 0, max_iter >= 1; got "
                          f"{delta}, {mu}, {rho}, {tol}, {max_iter}")
     f, inside, grid = setup(field, mask, voxel_size, pad_fraction, workers)
+    # Work on a field of unit RMS in the mask: the step-2 shrinkage threshold 1/rho is in
+    # the units of chi's gradient, so this makes rho's effect independent of the units
+    # and strength of the field. Undone at the end.
+    scale = float(np.sqrt(np.mean(f[inside].astype(np.float64) ** 2)))
+    scale = scale if scale > 0 else 1.0
+    f /= np.float32(scale)
     kernel = grid.dipole(b0_direction)
     size = int(np.prod(grid.shape))
 
@@ -137,6 +143,7 @@ def rts(
             chi_old = chi
             if iteration > 1 and update < tol:
                 break
+    chi_old *= np.float32(scale)
     return finish(chi_old, inside, grid, mask, "rts",
                   {"delta": delta, "mu": mu, "rho": rho, "lsmr_tol": lsmr_tol,
                    "lsmr_max_iter": lsmr_max_iter, "tol": tol, "max_iter": max_iter,

@@ -11,8 +11,9 @@ the splittings ``z = grad chi`` and ``y = Phi chi``. Then every sub-problem is e
   the data term only counts inside the mask (no fitting of the unknown field outside).
 
 4 FFTs per iteration. Stops when the relative change of ``chi`` falls below ``tol``.
-``lam`` is in the units of the field (ppm) times mm; the weights are normalised to mean 1
-in the mask, so the default suits fields in ppm at any field strength.
+``lam`` is in the units of the field (ppm) times mm, tuned for local fields in ppm
+(the data weights are normalised to mean 1 in the mask, so weighting does not change
+its scale).
 """
 
 from __future__ import annotations
