@@ -95,3 +95,28 @@ def test_participant_graph_has_one_branch_per_run_with_resources(tmp_path):
     assert nodes["qsmbids_wf.run_sub_01_run_1.field"].mem_gb > 0.1
     assert nodes["qsmbids_wf.run_sub_01_run_1.sink"].overwrite is True
     assert Path(wf.base_dir) == settings.work_dir
+
+
+def test_mask_and_atlas_resolution(tmp_path, monkeypatch):
+    from qsmbids.cli.run import SetupError, resolve_atlas, resolve_user_mask
+
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01_run-1", seed=1)
+    run = discover_runs(bids).runs[0]
+    masks = tmp_path / "masks" / "sub-01" / "anat"
+    masks.mkdir(parents=True)
+    mask = masks / "sub-01_run-1_space-orig_desc-brain_mask.nii.gz"
+    mask.write_bytes(b"")
+    assert resolve_user_mask(_settings(tmp_path, mask=tmp_path / "masks"), run) == mask
+    assert resolve_user_mask(_settings(tmp_path, mask=mask), run) == mask
+    assert resolve_user_mask(_settings(tmp_path), run) is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SetupError, match="no mask for sub-01_run-1"):
+        resolve_user_mask(_settings(tmp_path, mask=tmp_path / "empty"), run)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("QSMBIDS_ATLAS_DIR", raising=False)
+    with pytest.raises(SetupError, match="qsmbids atlas fetch"):
+        resolve_atlas(_settings(tmp_path))
+    assert resolve_atlas(_settings(tmp_path, atlas="none")) is None
+    with pytest.raises(SetupError, match=r"no atlas\.json"):
+        resolve_atlas(_settings(tmp_path, atlas_dir=tmp_path / "empty"))
