@@ -149,3 +149,21 @@ def test_bad_inputs_are_reported_clearly():
     bad[3, 3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         remove_background(bad, mask, method="resharp")
+
+
+def test_pdf_uses_the_oblique_b0_direction():
+    """B0 tilted 20 degrees: PDF's dipole basis must be built for the true direction.
+    Measured: residual energy 0.0017 with the true direction, 0.0025 with B0 along z (the
+    fitted outside sources partly mimic the wrong kernel, so the gap is modest here)."""
+    head = make_geometric_head(2.0)
+    tilted = (0.0, np.sin(np.deg2rad(20)), np.cos(np.deg2rad(20)))
+    total, local = split_field(head, tilted)
+    ratios = {}
+    for name, direction in (("true", tilted), ("axial", (0.0, 0.0, 1.0))):
+        result = remove_background(total, head.brain_mask, head.voxel_size, direction,
+                                   method="pdf", workers=2)
+        ratios[name] = _energy_ratios(result, total, local)[1]
+    print(f"PDF residual background energy, 20 deg tilt: {ratios['true']:.4f} with the true "
+          f"direction, {ratios['axial']:.4f} assuming B0 along z")
+    assert ratios["true"] <= 0.05
+    assert ratios["axial"] > 1.2 * ratios["true"]
