@@ -18,7 +18,6 @@ import numpy as np
 _BACKGROUND = {
     "vsharp": ("qsmbids.recon.background.vsharp", "vsharp", False),
     "pdf": ("qsmbids.recon.background.pdf", "pdf", True),
-    "lbv": ("qsmbids.recon.background.lbv", "lbv", True),
     "resharp": ("qsmbids.recon.background.resharp", "resharp", False),
 }
 #: CLI name -> (module, function) in qsmbids.recon.inversion
@@ -27,7 +26,6 @@ _INVERSION = {
     "tkd": ("qsmbids.recon.inversion.tkd", "tkd"),
     "tikhonov": ("qsmbids.recon.inversion.tikhonov", "tikhonov"),
     "rts": ("qsmbids.recon.inversion.rts", "rts"),
-    "ilsqr": ("qsmbids.recon.inversion.ilsqr", "ilsqr"),
 }
 
 

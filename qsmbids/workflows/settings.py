@@ -17,8 +17,8 @@ from typing import Any
 
 #: method names offered on the command line, per step (first = default)
 UNWRAPPING = ("romeo", "laplacian")
-BG_REMOVAL = ("vsharp", "pdf", "lbv", "resharp")
-INVERSION = ("tv", "tkd", "tikhonov", "rts", "ilsqr")
+BG_REMOVAL = ("pdf", "vsharp", "resharp")
+INVERSION = ("tv", "tkd", "tikhonov", "rts")
 REFERENCE = ("wholebrain", "csf", "none")
 
 #: named presets: the method per step when not given explicitly
