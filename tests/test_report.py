@@ -333,3 +333,16 @@ def test_run_inputs_from_pipeline_outputs(cohort, tmp_path):
     assert (inputs.qsm, inputs.regional_tsv, inputs.template) == (run.qsm, run.regional_tsv,
                                                                    run.template)
     assert inputs.unwrap_corrections == 3 and inputs.echo_fit_residual is None
+
+
+def test_report_with_few_inputs_says_what_is_missing(cohort, tmp_path):
+    run = cohort["runs"]["sub-02"]
+    report = write_participant_report(tmp_path, [RunReportInputs(
+        participant_id="sub-02", run_id=run.run_id, mask=run.mask, qsm=run.qsm)],
+        warnings=["run sub-02_run-2 was skipped: missing EchoTime"])
+    assert [p.name for p in report.figures] == ["sub-02_run-1_desc-qsm_qc.png"]
+    assert all((tmp_path / src).is_file() for src in image_sources(report.html))
+    text = report.html.read_text()
+    assert ("Not available for this run: magnitude, field map, local field, R2*, atlas "
+            "labels") in text
+    assert "missing EchoTime" in text and "No methods text was provided" in text

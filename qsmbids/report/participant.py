@@ -454,7 +454,7 @@ def write_participant_report(
             " beside this page.</p>",
             hp.warning_list([*warnings, *summary], none_text="No QC warnings for any run."),
             hp.table(["run_id", "n_warnings", "warnings", "mask_volume_ml", "template_dice",
-                      "fraction_chi_outside_range", "chi_median"],
+                      "nuclei_contrast_ppm", "fraction_chi_outside_range", "chi_median"],
                      [r.qc_row for r in run_reports],
                      flagged=[bool(r.warnings) for r in run_reports])]
     body += sections
