@@ -143,3 +143,17 @@ def test_simulate_command(tmp_path, capsys):
         main(["simulate", str(tmp_path / "y"), "--echo-times", "4", "9"])
     assert exc.value.code == 64
     assert "milliseconds" in capsys.readouterr().err
+
+
+def test_cohort_truth_follows_age(cohort):
+    """Older participants carry more iron in the truth tables (GP plateau, putamen rising)."""
+    def tissue_chi(subject, region):
+        path = next((cohort.groundtruth / f"sub-{subject}").rglob("*_desc-truth_regions.tsv"))
+        lines = [line.split("\t") for line in path.read_text().splitlines()]
+        rows = {row[1]: dict(zip(lines[0], row, strict=True)) for row in lines[1:]}
+        return float(rows[region]["chi_tissue_ppm"])
+
+    for region in ("Putamen_L", "SubstantiaNigra_R", "Dentate_L"):
+        assert tissue_chi("02", region) > tissue_chi("01", region) + 0.01  # 71 vs 23 years
+    assert tissue_chi("02", "GlobusPallidus_L") == pytest.approx(
+        tissue_chi("01", "GlobusPallidus_L"), abs=0.01)  # plateau after 30
