@@ -638,9 +638,12 @@ def plot_thumbnail_montage(thumbnails: Sequence[tuple[str, np.ndarray]],
         raise ValueError("no thumbnails to show")
     n_cols = min(n_cols, len(thumbnails))
     n_rows = -(-len(thumbnails) // n_cols)
-    fig = _new_figure(2.2 * n_cols, 2.35 * n_rows + 0.45)
-    grid = fig.add_gridspec(n_rows, n_cols, left=0.005, right=0.995, bottom=0.005,
-                            top=1 - 0.45 / fig.get_figheight(), hspace=0.12, wspace=0.02)
+    width = max(2.2 * n_cols, 4.0)
+    margin = (1.0 - 2.2 * n_cols / width) / 2.0  # centre few thumbnails in a wider figure
+    fig = _new_figure(width, 2.35 * n_rows + 0.6)
+    grid = fig.add_gridspec(n_rows, n_cols, left=margin + 0.005, right=1.0 - margin - 0.005,
+                            bottom=0.005, top=1 - 0.6 / fig.get_figheight(), hspace=0.12,
+                            wspace=0.02)
     for k, (caption, image) in enumerate(thumbnails):
         ax = fig.add_subplot(grid[k // n_cols, k % n_cols])
         ax.imshow(image, interpolation="lanczos")

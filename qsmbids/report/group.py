@@ -177,7 +177,7 @@ def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: s
     items.sort(key=lambda item: item[:2])
     thumbnails = [(caption, mpimg.imread(path)) for _, _, caption, path in items]
     uri = _png_data_uri(lambda p: fg.plot_thumbnail_montage(
-        thumbnails, p, title="QSM through the basal ganglia, ordered by age (fixed window "
+        thumbnails, p, title="QSM through the basal ganglia, ordered by age\n(fixed window "
         f"{fg.QSM_WINDOW_PPM[0]:g} to {fg.QSM_WINDOW_PPM[1]:g} ppm)"))
     return uri, [caption for caption, _ in thumbnails]
 
