@@ -196,3 +196,17 @@ def test_bad_inputs_are_reported_clearly():
         invert_dipole(field, mask, b0_direction=(0, 0, 0))
     with pytest.raises(ValueError, match="3D"):
         invert_dipole(field[..., None], mask[..., None])
+
+
+def test_over_relaxed_and_plain_admm_agree():
+    _, field, mask, blob = _ellipsoid_case((1.0, 1.0, 1.0))
+    core = ndi.binary_erosion(blob, iterations=2)
+    means = {}
+    for relaxation, tol in ((1.0, 0.02), (1.5, 0.05)):
+        result = invert_dipole(field, mask, relaxation=relaxation, tol=tol)
+        recon, _ = reference_susceptibility(result.chi, mask)
+        means[relaxation] = recon[core].mean()
+        assert result.parameters["relaxation"] == relaxation
+    assert means[1.5] == pytest.approx(means[1.0], abs=0.003)
+    with pytest.raises(ValueError, match="relaxation"):
+        invert_dipole(field, mask, relaxation=2.0)

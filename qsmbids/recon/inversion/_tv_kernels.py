@@ -31,12 +31,13 @@ def numba_threads(workers: int | None):
 
 
 @njit(parallel=True, cache=True)
-def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw):  # pragma: no cover - numba
+def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw, alpha):  # pragma: no cover
     """Gradient of ``chi``, shrinkage and dual update of the TV splitting, in place.
 
-    With ``a = u + grad(chi)``: ``z = shrink(a, threshold * tw)``, ``u = a - z`` and
-    ``d = z - u`` (what the next chi update needs). Returns ``(||chi - chi_old||^2,
-    ||chi||^2)`` for the stopping rule.
+    With the over-relaxed ``a = u + alpha grad(chi) + (1 - alpha) z_old``:
+    ``z = shrink(a, threshold * tw)``, ``u = a - z`` and ``d = z - u`` (what the next chi
+    update needs; ``z_old = d + u`` on entry). Returns ``(||chi - chi_old||^2, ||chi||^2)``
+    for the stopping rule.
     """
     nx, ny, nz = chi.shape
     change = 0.0
@@ -57,7 +58,9 @@ def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw):  # pragma: no 
                 for i in range(3):
                     g = g0 if i == 0 else (g1 if i == 1 else g2)
                     t = threshold * tw[i, x, y, z] if use_tw else threshold
-                    a = u[i, x, y, z] + g
+                    previous = u[i, x, y, z]
+                    z_old = d[i, x, y, z] + previous
+                    a = previous + alpha * g + (1.0 - alpha) * z_old
                     shrunk = a - min(max(a, -t), t)
                     dual = a - shrunk
                     u[i, x, y, z] = dual
@@ -66,14 +69,16 @@ def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw):  # pragma: no 
 
 
 @njit(parallel=True, cache=True)
-def data_update(model, v, e, w2f, inv_w, mu):  # pragma: no cover - numba
-    """Data splitting ``y = Phi chi``: y = (W^2 f + mu (model + v)) / (W^2 + mu), v += model
-    - y; writes ``e = mu (y - v)`` (the next chi update's data input) in place."""
+def data_update(model, v, e, w2f, inv_w, mu, alpha):  # pragma: no cover - numba
+    """Data splitting ``y = Phi chi`` with over-relaxation ``m = alpha model + (1 - alpha)
+    y_old``: y = (W^2 f + mu (m + v)) / (W^2 + mu), v += m - y; writes ``e = mu (y - v)``
+    (the next chi update's data input; ``y_old = e / mu + v`` on entry) in place."""
     nx, ny, nz = model.shape
     for x in prange(nx):
         for y in range(ny):
             for z in range(nz):
-                vv = v[x, y, z] + model[x, y, z]
+                y_old = e[x, y, z] / mu + v[x, y, z]
+                vv = v[x, y, z] + alpha * model[x, y, z] + (1.0 - alpha) * y_old
                 yy = (w2f[x, y, z] + mu * vv) * inv_w[x, y, z]
                 vv -= yy
                 v[x, y, z] = vv

@@ -10,7 +10,8 @@ the splittings ``z = grad chi`` and ``y = Phi chi``. Then every sub-problem is e
 * ``z``: soft thresholding; ``y``: a voxel-wise weighted average of data and model, so
   the data term only counts inside the mask (no fitting of the unknown field outside).
 
-4 FFTs per iteration. Stops when the relative change of ``chi`` falls below ``tol``.
+4 FFTs per iteration; both splittings are over-relaxed (default 1.5). Stops when the
+relative change of ``chi`` falls below ``tol``.
 ``lam`` is in the units of the field (ppm) times mm, tuned for local fields in ppm
 (the data weights are normalised to mean 1 in the mask, so weighting does not change
 its scale).
@@ -36,8 +37,11 @@ from qsmbids.recon.inversion._common import (
 DEFAULT_LAMBDA = 2e-4
 #: default ADMM penalty of the data splitting
 DEFAULT_MU_DATA = 0.1
-#: default relative-update tolerance
-DEFAULT_TOL = 2e-2
+#: default over-relaxation of the splittings (1: plain ADMM); 1.5 reaches the quality of
+#: plain ADMM in about 40% fewer iterations on the head phantom (27 vs 44 at 1 mm)
+DEFAULT_RELAXATION = 1.5
+#: default relative-update tolerance (with the default over-relaxation)
+DEFAULT_TOL = 5e-2
 #: default iteration cap
 DEFAULT_MAX_ITER = 150
 
@@ -53,6 +57,7 @@ def tv_admm(
     gradient_weight: np.ndarray | None = None,
     mu_gradient: float | None = None,
     mu_data: float = DEFAULT_MU_DATA,
+    relaxation: float = DEFAULT_RELAXATION,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
     pad_fraction: float = DEFAULT_PAD_FRACTION,
@@ -83,6 +88,10 @@ def tv_admm(
         ADMM penalty of the gradient splitting (default ``100 * lam``).
     mu_data
         ADMM penalty of the data splitting.
+    relaxation
+        Over-relaxation factor ``alpha`` in [1, 2) of both splittings (Eckstein and
+        Bertsekas): the constraints use ``alpha * (new) + (1 - alpha) * (old split
+        variable)``; 1 is plain ADMM.
     tol
         Stop when ``||chi_k - chi_{k-1}|| / ||chi_k|| < tol``.
     max_iter
@@ -100,6 +109,9 @@ def tv_admm(
     if not lam > 0 or not tol > 0 or max_iter < 1 or not mu_data > 0:
         raise ValueError(f"need lam > 0, tol > 0, max_iter >= 1, mu_data > 0; got "
                          f"{lam}, {tol}, {max_iter}, {mu_data}")
+    if not 1 <= relaxation < 2:
+        raise ValueError(f"relaxation must be in [1, 2), got {relaxation}")
+    relax = np.float32(relaxation)
     mu1 = np.float32(100.0 * lam if mu_gradient is None else mu_gradient)
     mu2 = np.float32(mu_data)
     f, inside, grid = setup(field, mask, voxel_size, pad_fraction, workers)
@@ -154,15 +166,17 @@ def tv_admm(
             chi = grid.irfft(spectrum)
             model = grid.irfft(data_spec)  # Phi chi
             del spectrum, data_spec
-            change, norm = kern.tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw)
-            kern.data_update(model, v, e, w2f, inv_w, mu2)
+            change, norm = kern.tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw,
+                                          relax)
+            kern.data_update(model, v, e, w2f, inv_w, mu2, relax)
             update = float(np.sqrt(change / norm)) if norm > 0 else 0.0
             chi_old = chi
             if update < tol:
                 break
     return finish(chi_old, inside, grid, mask, "tv",
                   {"lam": float(lam), "mu_gradient": float(mu1), "mu_data": float(mu2),
-                   "tol": tol, "max_iter": max_iter, "pad_fraction": pad_fraction,
+                   "relaxation": float(relaxation), "tol": tol, "max_iter": max_iter,
+                   "pad_fraction": pad_fraction,
                    "weighted": weight is not None,
                    "gradient_weighted": gradient_weight is not None,
                    "b0_direction": unit_direction(b0_direction)},
