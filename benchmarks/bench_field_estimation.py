@@ -183,7 +183,7 @@ def _numba_compile(cache_dir: str) -> dict:
 def main() -> None:
     """Simulate once, run each step in a fresh process, print the table."""
     print(f"volume {SHAPE} x {len(ECHO_TIMES)} echoes, {VOXEL} mm, TE {ECHO_TIMES} s, "
-          f"SNR {SNR:g}; {os.cpu_count()} CPUs")
+          f"SNR {SNR:g}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="qsmbids-bench-") as tmp:
         folder = Path(tmp)
         start = time.perf_counter()

@@ -114,6 +114,8 @@ def test_multi_echo_driver_is_exact_and_consistent_across_echoes(echo_mode, echo
 
 
 def test_settings_are_validated():
+    assert UnwrapSettings().echo_mode == "temporal"
+    assert UnwrapSettings(method="laplacian").echo_mode == "spatial"
     with pytest.raises(ValueError, match="not congruent"):
         UnwrapSettings(method="laplacian", echo_mode="temporal")
     with pytest.raises(ValueError, match="unknown unwrapping method"):

@@ -42,17 +42,21 @@ class UnwrapSettings:
     method
         Spatial unwrapper: ``"region-growing"`` or ``"laplacian"``.
     echo_mode
-        ``"temporal"`` or ``"spatial"`` (see module docstring).
+        ``"temporal"`` or ``"spatial"`` (see module docstring); None (default) picks
+        ``"temporal"`` for region growing and ``"spatial"`` for the Laplacian.
     template_echo
         0-based index of the echo unwrapped spatially in temporal mode (and the
         reference for the global 2*pi*k in spatial mode).
     """
 
     method: str = "region-growing"
-    echo_mode: str = "temporal"
+    echo_mode: str | None = None
     template_echo: int = 0
 
     def __post_init__(self) -> None:
+        if self.echo_mode is None:
+            default = "spatial" if self.method == "laplacian" else "temporal"
+            object.__setattr__(self, "echo_mode", default)
         if self.method not in SPATIAL_METHODS:
             raise ValueError(f"unknown unwrapping method {self.method!r}; "
                              f"choose from {SPATIAL_METHODS}")
