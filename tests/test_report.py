@@ -338,11 +338,15 @@ def test_run_inputs_from_pipeline_outputs(cohort, tmp_path):
 def test_report_with_few_inputs_says_what_is_missing(cohort, tmp_path):
     run = cohort["runs"]["sub-02"]
     report = write_participant_report(tmp_path, [RunReportInputs(
-        participant_id="sub-02", run_id=run.run_id, mask=run.mask, qsm=run.qsm)],
+        participant_id="sub-02", run_id=run.run_id, mask=run.mask, qsm=run.qsm,
+        magnitude=run.magnitude, dseg=run.dseg)],
         warnings=["run sub-02_run-2 was skipped: missing EchoTime"])
-    assert [p.name for p in report.figures] == ["sub-02_run-1_desc-qsm_qc.png"]
+    # without a warped template the atlas regions over the magnitude show the registration
+    assert [p.name.split("_desc-")[1] for p in report.figures] == [
+        "magmask_qc.png", "qsm_qc.png", "atlas_qc.png", "zoomBasalGanglia_qc.png",
+        "zoomMidbrain_qc.png", "zoomDentate_qc.png"]
     assert all((tmp_path / src).is_file() for src in image_sources(report.html))
     text = report.html.read_text()
-    assert ("Not available for this run: magnitude, field map, local field, R2*, atlas "
-            "labels") in text
+    assert ("Not available for this run: field map, local field, R2*, registered template, "
+            "regional table") in text
     assert "missing EchoTime" in text and "No methods text was provided" in text

@@ -317,6 +317,21 @@ def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
             "should trace the subject's brain outline, ventricles and deep nuclei; a "
             "shifted or rotated outline means the registration failed."))
     dseg = images.get("dseg")
+    if template is None and dseg is not None and background is not None:
+        # no warped template: the atlas regions themselves show where the atlas landed
+        names = _label_names(run.regions)
+        out.append((fg.plot_mosaic(
+            background, vox, name("atlas"),
+            title=f"{run.run_id}: registered atlas regions over the subject",
+            window=fg.robust_window(background, None, symmetric=False, percentile=99.5)
+            if background is magnitude else fg.QSM_WINDOW_PPM,
+            units="a.u." if background is magnitude else "ppm",
+            overlays=fg.Overlays(labels=dseg, label_names=names), extent_mask=mask,
+            legend=sorted({(bilateral_name(n), fg.region_colour(n)) for n in names.values()})),
+            "atlas regions over subject",
+            "Atlas regions after registration, outlined over the subject. They should lie "
+            "symmetrically in the deep grey matter; regions outside the brain or far off "
+            "the nuclei mean the registration failed."))
     if qsm is not None and dseg is not None:
         names = _label_names(run.regions)
         for key, title, families, half_width in ZOOMS:
