@@ -302,15 +302,19 @@ def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
             extent_mask=mask, blank_outside=mask is not None),
             "R2* map", "R2* from the magnitude decay over the echoes."))
     template = images.get("template")
+    # registration views go over the magnitude, else over the QSM
     background = magnitude if magnitude is not None else qsm
+    on_background = {}
+    if background is not None:
+        on_background = (
+            {"window": fg.robust_window(magnitude, None, symmetric=False, percentile=99.5),
+             "units": "a.u."} if background is magnitude
+            else {"window": fg.QSM_WINDOW_PPM, "units": "ppm"})
     if template is not None and background is not None:
         out.append((fg.plot_mosaic(
             background, vox, name("template"),
             title=f"{run.run_id}: registered template edges over the subject",
-            window=fg.robust_window(background, None, symmetric=False, percentile=99.5)
-            if background is magnitude else fg.QSM_WINDOW_PPM,
-            units="a.u." if background is magnitude else "ppm",
-            overlays=fg.Overlays(edges_of=template), extent_mask=mask,
+            **on_background, overlays=fg.Overlays(edges_of=template), extent_mask=mask,
             legend=[("template edges", fg.EDGE_COLOUR)]),
             "template edges over subject",
             "Edges of the atlas template after registration (cyan) over the subject. They "
@@ -323,10 +327,8 @@ def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
         out.append((fg.plot_mosaic(
             background, vox, name("atlas"),
             title=f"{run.run_id}: registered atlas regions over the subject",
-            window=fg.robust_window(background, None, symmetric=False, percentile=99.5)
-            if background is magnitude else fg.QSM_WINDOW_PPM,
-            units="a.u." if background is magnitude else "ppm",
-            overlays=fg.Overlays(labels=dseg, label_names=names), extent_mask=mask,
+            **on_background, overlays=fg.Overlays(labels=dseg, label_names=names),
+            extent_mask=mask,
             legend=sorted({(bilateral_name(n), fg.region_colour(n)) for n in names.values()})),
             "atlas regions over subject",
             "Atlas regions after registration, outlined over the subject. They should lie "
