@@ -12,6 +12,7 @@ build there); the 1 mm case is under ``@pytest.mark.slow``.
 
 import numpy as np
 import pytest
+import scipy.fft
 import scipy.ndimage as ndi
 from qsm_ci.qsm_eval import score_arrays
 from recon_phantoms import nucleus_errors, realistic_head, true_local_field
@@ -210,3 +211,22 @@ def test_over_relaxed_and_plain_admm_agree():
     assert means[1.5] == pytest.approx(means[1.0], abs=0.003)
     with pytest.raises(ValueError, match="relaxation"):
         invert_dipole(field, mask, relaxation=2.0)
+
+
+def test_finite_differences_match_their_kspace_form_and_the_fused_kernels():
+    from qsmbids.recon.inversion import _tv_kernels as kern
+    from qsmbids.recon.kspace import gradient, gradient_adjoint, laplacian_kernel
+
+    rng = np.random.default_rng(0)
+    voxel_size = (1.0, 0.7, 2.0)
+    x = rng.standard_normal((9, 10, 12)).astype(np.float32)
+    y = rng.standard_normal((3, 9, 10, 12)).astype(np.float32)
+    inv_dx = np.asarray([1 / v for v in voxel_size], np.float32)
+    assert np.sum(gradient(x, voxel_size) * y) == pytest.approx(
+        np.sum(x * gradient_adjoint(y, voxel_size)), rel=1e-4)
+    fused = kern.gradient_adjoint_scaled(y, inv_dx, np.float32(2.0), np.empty_like(x))
+    np.testing.assert_allclose(fused, 2 * gradient_adjoint(y, voxel_size), atol=1e-5)
+    laplacian = scipy.fft.irfftn(scipy.fft.rfftn(x) * laplacian_kernel(x.shape, voxel_size),
+                                 s=x.shape)
+    np.testing.assert_allclose(laplacian, gradient_adjoint(gradient(x, voxel_size), voxel_size),
+                               atol=1e-4)

@@ -193,24 +193,10 @@ def sphere_kernel(shape: Sequence[int], voxel_size: Sequence[float], radius_mm: 
     return scipy.fft.rfftn(grid, workers=workers).real.astype(np.float32)
 
 
-def gradient(x: np.ndarray, voxel_size: Sequence[float], out: np.ndarray | None = None
-             ) -> np.ndarray:
-    """Periodic forward differences, stacked as (3, x, y, z), per mm."""
-    if out is None:
-        out = np.empty((3, *x.shape), dtype=x.dtype)
-    for axis, dx in enumerate(voxel_size):
-        g = out[axis]
-        n = x.shape[axis]
-        hi = [slice(None)] * 3
-        lo = [slice(None)] * 3
-        hi[axis], lo[axis] = slice(1, n), slice(0, n - 1)
-        np.subtract(x[tuple(hi)], x[tuple(lo)], out=g[tuple(lo)])
-        last = [slice(None)] * 3
-        first = [slice(None)] * 3
-        last[axis], first[axis] = slice(n - 1, n), slice(0, 1)
-        np.subtract(x[tuple(first)], x[tuple(last)], out=g[tuple(last)])
-        g *= np.float32(1.0 / dx) if x.dtype == np.float32 else 1.0 / dx
-    return out
+def gradient(x: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
+    """Periodic forward differences ``(x[n+1] - x[n]) / dx``, stacked as (3, x, y, z)."""
+    return np.stack([(np.roll(x, -1, axis=axis) - x) / x.dtype.type(dx)
+                     for axis, dx in enumerate(voxel_size)])
 
 
 def gradient_adjoint(g: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
