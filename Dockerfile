@@ -25,7 +25,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 # a compiler, and none is installed).
 FROM ${BASE_IMAGE} AS builder
 
-SHELL ["/bin/sh", "-eu", "-c"]
+# Each multi-command RUN starts with `set -eu`: podman's default OCI image format
+# ignores SHELL, so it cannot be relied on to stop at the first failing command.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_PREFER_BINARY=1 \
@@ -42,6 +43,7 @@ COPY pyproject.toml README.md LICENSE /src/
 COPY requirements/constraints.txt /src/requirements/constraints.txt
 # hadolint ignore=DL3013,DL3042
 RUN --mount=type=secret,id=pip_cert \
+    set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     /opt/qsmbids/bin/python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /src/requirements/runtime.txt; \
     /opt/qsmbids/bin/python -m pip install --requirement /src/requirements/runtime.txt; \
@@ -54,6 +56,7 @@ RUN --mount=type=secret,id=pip_cert \
 COPY qsmbids /src/qsmbids
 # hadolint ignore=DL3013,DL3042
 RUN --mount=type=secret,id=pip_cert \
+    set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     /opt/qsmbids/bin/python -m pip install --no-deps /src; \
     /opt/qsmbids/bin/python -m pip check; \
@@ -68,6 +71,7 @@ RUN --mount=type=secret,id=pip_cert \
 ARG FETCH_ATLAS=1
 ARG ATLAS_MIRROR=""
 RUN --mount=type=secret,id=pip_cert \
+    set -eu; \
     mkdir -p /opt/qsmbids-atlas; \
     if [ "${FETCH_ATLAS}" = 1 ]; then \
       if [ -s /run/secrets/pip_cert ]; then export SSL_CERT_FILE=/run/secrets/pip_cert; fi; \

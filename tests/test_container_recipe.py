@@ -56,5 +56,10 @@ def test_dockerfile_fixed_points():
     assert "requirements/constraints.txt" in text
     for var in ("OMP_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "QSMBIDS_ATLAS_DIR"):
         assert re.search(rf"^\s+{var}=", text, re.M), var
+    # podman's OCI format ignores SHELL: a RUN chaining commands with ';' must stop on
+    # the first failure by itself.
+    for run in re.findall(r"^RUN (.*?)(?<!\\)$", text.replace("\\\n", " "), re.M):
+        if ";" in run:
+            assert "set -eu;" in run, f"RUN without 'set -eu;': {run[:80]}"
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert ignore[:1] != [] and "*" in ignore, ".dockerignore must be an allowlist"
