@@ -68,6 +68,8 @@ RUN --mount=type=secret,id=pip_cert \
 # validates it. ATLAS_MIRROR (e.g. file:///mirror with `podman build -v DIR:/mirror:ro`)
 # fetches the same files from elsewhere, checksums verified all the same.
 # FETCH_ATLAS=0 skips it: the image then needs --atlas-dir (or --atlas none).
+# chmod: the atlas is written with private (0600) temporary files; the non-root
+# user must be able to read it.
 ARG FETCH_ATLAS=1
 ARG ATLAS_MIRROR=""
 RUN --mount=type=secret,id=pip_cert \
@@ -81,7 +83,8 @@ RUN --mount=type=secret,id=pip_cert \
       /opt/qsmbids/bin/qsmbids atlas check /opt/qsmbids-atlas/default; \
     else \
       echo "built with FETCH_ATLAS=${FETCH_ATLAS}: no default atlas in this image" > /opt/qsmbids-atlas/README.txt; \
-    fi
+    fi; \
+    chmod -R a+rX /opt/qsmbids-atlas
 
 # ---------------------------------------------------------------------------
 # runtime: the base image, the venv and the atlas; runs as a non-root user.
