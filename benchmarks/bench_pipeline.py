@@ -52,7 +52,9 @@ _END = re.compile(r"end (\w+) \(([\d.]+) s(?:, peak ([\d.]+) GB)?\)")
 def parse_log(log: Path) -> list[tuple[str, float, float | None]]:
     """(node, seconds, peak GB) per finished node from a run log."""
     rows = []
-    for match in _END.finditer(log.read_text()):
+    text = log.read_text()
+    text = text[text.rfind("qsmbids run of"):]  # the log is appended to: last run only
+    for match in _END.finditer(text):
         peak = float(match.group(3)) if match.group(3) else None
         rows.append((match.group(1), float(match.group(2)), peak))
     return rows
