@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -58,6 +59,9 @@ def test_run_table_and_sidecar(tmp_path):
     assert meta["volume_mm3"]["Units"] == "mm^3"
     assert all(c in meta for c in ("region", "hemisphere", *STAT_COLUMNS))
     assert not list(tmp_path.glob(".*"))          # no temporary files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert tsv.stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's 0600
 
 
 def test_r2star_units(tmp_path):
