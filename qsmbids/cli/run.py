@@ -240,6 +240,9 @@ def _plugin_args(settings: Settings, progress: Progress | None) -> dict:
         args.setdefault("n_procs", settings.nprocs)
         args.setdefault("memory_gb", settings.mem_gb)
         args.setdefault("raise_insufficient", False)
+        # Workers from a fork server, not forked from this (multi-threaded: FFT, numba,
+        # ITK) process: a fork taken while another thread holds a lock can hang a worker.
+        args.setdefault("mp_context", "forkserver")
     if progress is not None and not settings.graph_plugin:
         args["status_callback"] = progress
     return args
