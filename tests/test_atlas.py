@@ -126,3 +126,22 @@ def test_region_helpers():
                             "Lonely_L": [1], "CSF": [250]})
     assert both == {"GlobusPallidus": (5, 6, 105, 106)}
     assert phantom_references()["CSF"] == [22]
+
+
+def test_template_contrast_is_read_and_checked(tmp_path):
+    import json
+
+    from qsmbids.atlas.model import AtlasError, load_atlas
+    from qsmbids.sim.template import write_phantom_atlas
+
+    atlas = write_phantom_atlas(tmp_path / "a", 4.0, contrast="magnitude")
+    assert atlas.template_contrast == "magnitude"
+    doc_path = atlas.root / "atlas.json"
+    doc = json.loads(doc_path.read_text())
+    doc.pop("TemplateContrast")
+    doc_path.write_text(json.dumps(doc))
+    assert load_atlas(atlas.root).template_contrast == "T1w"  # the default
+    doc["TemplateContrast"] = "T2w"
+    doc_path.write_text(json.dumps(doc))
+    with pytest.raises(AtlasError, match="TemplateContrast"):
+        load_atlas(atlas.root)

@@ -16,6 +16,7 @@ import pytest
 from qsmbids.atlas.regions import LARGE_NUCLEI, SMALL_NUCLEI
 from qsmbids.registration import (
     RegistrationSettings,
+    metric_for_contrasts,
     register_template_to_subject,
     warp_labels_to_subject,
 )
@@ -36,7 +37,9 @@ def _run(tmp_path, voxel_mm: float, preset: str):
     mag = nib.Nifti1Image(np.abs(sim.gre.signal).astype(np.float32), anat.affine)
     mask = nib.Nifti1Image(anat.brain_mask.astype(np.uint8), anat.affine)
     result = register_template_to_subject(
-        atlas.template, mag, tmp_path / "reg", RegistrationSettings(preset=preset, n_threads=2),
+        atlas.template, mag, tmp_path / "reg",
+        RegistrationSettings(preset=preset, n_threads=2,
+                             metric=metric_for_contrasts(atlas.template_contrast, "magnitude")),
         target_mask=mask)
     warped = np.asarray(warp_labels_to_subject(atlas.labels, mask,
                                                result.template_to_subject).dataobj)
@@ -55,31 +58,34 @@ def phantom_2mm(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("phantom2"), 2.0, "fast")
 
 
-# Default suite: the same experiment on a 2 mm grid, where the fast preset's finest
-# SyN level is 4 mm and a globus pallidus holds about 200 voxels. Measured there
-# (seed 4): Dice caudate 0.82, putamen 0.80, GP 0.75, thalamus 0.91, SN 0.68,
-# RN 0.68, dentate 0.80; largest regional-mean error 0.015 ppm. The checks below
-# guard against regressions at that resolution; the issue's targets are checked
-# at 1 mm by the slow test.
+# Default suite: the same experiment on a 2 mm grid (the fast preset's working grid),
+# where a globus pallidus holds about 200 voxels and a substantia nigra about 60.
+# Measured there (seed 4, CC metric as RegisterAtlas picks for a magnitude template):
+# Dice caudate 0.87, putamen 0.87, GP 0.87, thalamus 0.94, SN 0.60, RN 0.72, dentate
+# 0.89; largest regional-mean error 0.0066 ppm. The checks below guard against
+# regressions at that resolution; the issue's targets are checked at 1 mm by the
+# slow test.
 def test_phantom_registration_dice_2mm(phantom_2mm):
     dices, _, result = phantom_2mm
     for name in LARGE_NUCLEI:
-        assert dices[name] >= 0.70, dices
+        assert dices[name] >= 0.80, dices
     for name in SMALL_NUCLEI:
-        assert dices[name] >= 0.60, dices
+        assert dices[name] >= 0.55, dices
+    assert result.metric == "CC"
     assert result.similarity["mutual_information"] > 0.3
 
 
 def test_phantom_regional_means_2mm(phantom_2mm):
     _, errors, _ = phantom_2mm
-    assert max(errors.values()) <= 0.02, errors
+    assert max(errors.values()) <= 0.012, errors
 
 
+# Issue 6 targets at 1 mm. Measured (seed 4, fast preset, 2 cores: about 80 s for N4 +
+# registration + warps): Dice caudate 0.94, putamen 0.95, GP 0.95, thalamus 0.97,
+# SN 0.87, RN 0.88, dentate 0.91; largest regional-mean error 0.0048 ppm
+# (SubstantiaNigra_R). Before the template had the target's echo-combined contrast
+# and the SyN stage used CC, the pallidum reached only 0.69.
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "issue target not met yet: measured at 1 mm, fast preset (seed 4): Dice caudate 0.84, "
-    "putamen 0.79, GP 0.69, thalamus 0.92, SN 0.71, RN 0.73, dentate 0.85; largest "
-    "regional-mean error 0.029 ppm (SubstantiaNigra_L), GP 0.026 ppm"))
 def test_phantom_acceptance_1mm(tmp_path):
     dices, errors, _ = _run(tmp_path, 1.0, "fast")
     for name in LARGE_NUCLEI:

@@ -43,7 +43,7 @@ def test_phantom_atlas_folder(tmp_path):
 
 
 def test_magnitude_contrast_option(tmp_path):
-    atlas = write_phantom_atlas(tmp_path / "mag", 3.0, contrast="magnitude", echo_time_s=0.02)
+    atlas = write_phantom_atlas(tmp_path / "mag", 3.0, contrast="magnitude", echo_times_s=0.02)
     image = nib.load(atlas.template).get_fdata()
     labels = np.asarray(nib.load(atlas.labels).dataobj)
     med = {name: np.median(image[labels == LABELS[name]]) for name in

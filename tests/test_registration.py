@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -12,6 +14,8 @@ from qsmbids.registration import (
     TransformChain,
     apply_transforms,
     combine_echoes,
+    metric_for_contrasts,
+    prepare_target,
     register_template_to_subject,
     warp_labels_to_subject,
     warp_to_template,
@@ -133,7 +137,9 @@ def test_t1w_route_composes_rigid_and_syn(case, tmp_path):
     mag = np.where(mag > 0, (1.2 - mag) * bias, 0).astype(np.float32)
     echoes = nib.Nifti1Image(np.stack([mag, 0.6 * mag], axis=3), moved.affine)
     mag_mask = nib.Nifti1Image((mag > 0.05).astype(np.uint8), moved.affine)
-    result = register_template_to_subject(case["template"], echoes, tmp_path, case["settings"],
+    # the product's choice for a T1w template on a T1w (RegisterAtlas): local correlation
+    settings = replace(case["settings"], metric=metric_for_contrasts("T1w", "T1w"))
+    result = register_template_to_subject(case["template"], echoes, tmp_path, settings,
                                           target_mask=mag_mask, t1w=t1w, t1w_mask=case["mask"])
     assert len(result.template_to_subject.files) == 3
     warped = np.asarray(warp_labels_to_subject(case["labels"], mag_mask,
@@ -156,3 +162,65 @@ def test_errors_and_settings():
         warp_labels_to_subject(img, img, TransformChain((), ()), interpolation="linear")
     four = nib.Nifti1Image(np.ones((2, 2, 2, 3), np.float32) * [[[[1.0, 2.0, 2.0]]]], np.eye(4))
     assert np.allclose(np.asarray(combine_echoes(four).dataobj), 3.0)
+
+
+def test_stage_command_lines_follow_the_schedule():
+    from qsmbids.registration import SCHEDULES
+    from qsmbids.registration.stages import linear_stage, registration_command, syn_stage
+
+    fast = SCHEDULES["fast"]
+    rigid = linear_stage("Rigid", "f.nii", "m.nii", fast.linear_shrink, fast.linear_smooth,
+                         fast.linear_iterations)
+    assert rigid == ["--metric", "MI[f.nii,m.nii,1,32,Regular,0.25]", "--transform",
+                     "Rigid[0.1]", "--convergence", "[500x250x100,1e-06,10]",
+                     "--shrink-factors", "4x2x1", "--smoothing-sigmas", "2x1x0vox"]
+    syn = syn_stage("CC", "f.nii", "m.nii", fast.syn_shrink, fast.syn_smooth,
+                    fast.syn_iterations["CC"], convergence=fast.syn_convergence,
+                    cc_radius=fast.cc_radius)
+    assert syn[:4] == ["--metric", "CC[f.nii,m.nii,1,1]", "--transform", "SyN[0.1,3,0]"]
+    assert syn[5] == "[100x50x20,1e-05,10]"
+    dense_mi = syn_stage("mattes", "f", "m", (2, 1), (1, 0), (10, 5), convergence=1e-6,
+                         cc_radius=1)
+    assert dense_mi[1] == "MI[f,m,1,32]"  # dense: no sampling in the deformable stage
+    cmd = registration_command("f.nii", "m.nii", "/out/reg_", [rigid, syn],
+                               fixed_mask="mask.nii", seed=3)
+    assert cmd[cmd.index("--initial-moving-transform") + 1] == "[f.nii,m.nii,1]"
+    assert cmd[cmd.index("--masks") + 1] == "mask.nii"
+    assert cmd[cmd.index("--random-seed") + 1] == "3"
+    assert cmd[-2:] == ["--output", "[/out/reg_]"]
+    assert "--random-seed" not in registration_command("f", "m", "o", [rigid])
+    with pytest.raises(ValueError, match="one value per level"):
+        syn_stage("CC", "f", "m", (2, 1), (1,), (10, 5), convergence=1e-6, cc_radius=1)
+    with pytest.raises(ValueError, match="SyN metric"):
+        syn_stage("MI", "f", "m", (1,), (0,), (5,), convergence=1e-6, cc_radius=1)
+    with pytest.raises(ValueError, match="Rigid or Affine"):
+        linear_stage("Similarity", "f", "m", (1,), (0,), (5,))
+
+
+def test_metric_follows_the_contrasts_and_n4_fits_on_a_coarse_grid():
+    from qsmbids.registration.core import n4_shrink_factor
+
+    assert metric_for_contrasts("magnitude", "magnitude") == "CC"
+    assert metric_for_contrasts("T1w", "T1w") == "CC"
+    assert metric_for_contrasts("T1w", "magnitude") == "mattes"
+    assert n4_shrink_factor((1.0, 1.0, 1.0)) == 4
+    assert n4_shrink_factor((0.6, 0.6, 2.0)) == 7
+    assert n4_shrink_factor((3.0, 3.0, 3.0)) == 2
+
+
+def test_prepare_target_removes_a_smooth_bias_inside_the_mask():
+    shape = (40, 44, 36)
+    xyz = np.indices(shape, dtype=np.float32)
+    brain = ((xyz[0] - 20) / 16) ** 2 + ((xyz[1] - 22) / 18) ** 2 + ((xyz[2] - 18) / 14) ** 2 < 1
+    rng = np.random.default_rng(0)
+    truth = np.where(brain, 1.0 + 0.1 * ndimage.gaussian_filter(rng.standard_normal(shape), 1),
+                     0).astype(np.float32)
+    bias = np.exp(0.4 * (xyz[0] / shape[0] - 0.5) + 0.2 * (xyz[2] / shape[2] - 0.5))
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    image = nib.Nifti1Image(np.stack([truth * bias, 0.5 * truth * bias], axis=3), affine)
+    mask = nib.Nifti1Image(brain.astype(np.uint8), affine)
+    out = np.asarray(prepare_target(image, mask, n_threads=1).dataobj)
+    assert out.shape == shape and not out[~brain].any()
+    ratio = out[brain] / truth[brain]  # flat after correction (N4 keeps an arbitrary scale)
+    before = (truth * bias)[brain] / truth[brain]
+    assert np.std(ratio) / np.mean(ratio) < 0.25 * np.std(before) / np.mean(before)

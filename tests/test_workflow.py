@@ -202,3 +202,40 @@ def test_killed_run_resumes_without_redoing_finished_steps(tmp_path):
     assert len(after) > len(finished)
     assert not list(out.rglob("*qsmbids-tmp*"))
     assert "run complete" in log.read_text()
+
+
+def test_two_participants_written_concurrently_into_one_output(tmp_path, capsys):
+    """Two array-job-like processes (own work dirs) share one OUTPUT_DIR at the same time."""
+    from bids import BIDSLayout
+
+    bids = new_dataset(tmp_path / "bids")
+    for seed, sub in ((11, "01"), (12, "02")):
+        write_run(bids, f"sub-{sub}/anat/sub-{sub}", seed=seed)
+    out = tmp_path / "out"
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "qsmbids", str(bids), str(out), "participant",
+         "--participant-label", sub, "--atlas", "none", "--nprocs", "1", "--no-progress",
+         "-w", str(tmp_path / f"work-{sub}")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for sub in ("01", "02")]
+    errors = [proc.communicate(timeout=600)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "qsmbids"
+    assert (out / "CITATION.md").read_text().strip()
+    assert not list(out.rglob("*qsmbids-tmp*"))
+    layout = BIDSLayout(str(out), validate=False, is_derivative=True)
+    assert {f.entities["subject"] for f in layout.get(suffix="Chimap", extension=".nii.gz")} \
+        == {"01", "02"}
+    for sub in ("01", "02"):
+        manifest = json.loads(
+            (out / f"sub-{sub}" / "log" / f"sub-{sub}_manifest.json").read_text())
+        assert manifest["Files"]
+        for rel, size in manifest["Files"].items():  # every listed file whole
+            assert (out / rel).stat().st_size == size, rel
+    # each participant's rerun finds its run complete
+    for sub in ("01", "02"):
+        code = main([str(bids), str(out), "participant", "--participant-label", sub,
+                     "--atlas", "none", "--nprocs", "1", "-w", str(tmp_path / f"work-{sub}")])
+        assert code == 0
+        assert "1 already complete" in capsys.readouterr().err

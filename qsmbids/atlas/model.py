@@ -60,6 +60,11 @@ class Atlas:
         Licence statement of the atlas data.
     citation
         References to cite.
+    template_contrast
+        Contrast of the template image, from ``atlas.json`` ``TemplateContrast``:
+        ``T1w`` (the default, e.g. MNI152) or ``magnitude`` (echo-combined GRE
+        magnitude). It decides the registration metric: local correlation when the
+        target has the same contrast, mutual information across contrasts.
     """
 
     root: Path
@@ -74,6 +79,7 @@ class Atlas:
     label_names: Mapping[int, str] = field(default_factory=dict)
     license: str = ""
     citation: tuple[str, ...] = ()
+    template_contrast: str = "T1w"
 
     def all_regions(self) -> dict[str, tuple[int, ...]]:
         """Regions followed by references, as one name -> labels mapping."""
@@ -221,10 +227,23 @@ def load_atlas(atlas_dir: str | os.PathLike, *, check_images: bool = True) -> At
         template_mask=mask, labels=labels, label_table=table_path, regions=regions,
         references=references, label_names=label_names, license=str(doc.get("License", "")),
         citation=tuple(str(c) for c in citation),
+        template_contrast=_template_contrast(doc, json_path),
     )
     if check_images:
         _check_images(atlas)
     return atlas
+
+
+#: template contrasts an atlas may declare (``atlas.json`` ``TemplateContrast``)
+TEMPLATE_CONTRASTS = ("T1w", "magnitude")
+
+
+def _template_contrast(doc: dict, json_path: Path) -> str:
+    contrast = doc.get("TemplateContrast", "T1w")
+    if contrast not in TEMPLATE_CONTRASTS:
+        raise AtlasError(f"{json_path}: 'TemplateContrast' must be one of "
+                         f"{list(TEMPLATE_CONTRASTS)}, got {contrast!r}")
+    return str(contrast)
 
 
 def _check_images(atlas: Atlas) -> None:

@@ -25,30 +25,16 @@ DEFAULT_REGIONS = ("Caudate", "Putamen", "GlobusPallidus", "Thalamus", "Substant
                    "RedNucleus", "Dentate")
 
 
-def write_phantom_atlas(atlas_dir: Path, voxel_size_mm: float, echo_time_s: float = 0.004
-                        ) -> Path:
-    """Write the phantom's template (brain magnitude at ``echo_time_s``) and labels as an atlas.
+def write_phantom_atlas(atlas_dir: Path, voxel_size_mm: float) -> Path:
+    """Write the phantom's atlas with its echo-combined GRE magnitude template; return the folder.
 
     The simulator deforms and repositions this same phantom for each subject, so the
-    registration meets a real problem while the truth stays known.
+    registration meets a real problem while the truth stays known. The template has
+    the contrast of the registration target (:func:`qsmbids.sim.template.magnitude_like`).
     """
-    from qsmbids.atlas.model import write_atlas
-    from qsmbids.atlas.regions import phantom_references, phantom_regions
-    from qsmbids.sim.phantom import make_head_phantom
+    from qsmbids.sim.template import write_phantom_atlas as write
 
-    phantom = make_head_phantom(voxel_size_mm)
-    brain = phantom.brain_mask
-    template = np.where(brain, phantom.m0 * np.exp(-phantom.r2star * echo_time_s), 0)
-    labels = np.where(brain, phantom.labels, 0).astype(np.int16)
-    present = set(np.unique(labels).tolist()) - {0}
-    write_atlas(atlas_dir, name="phantom", space="Phantom",
-                template=nib.Nifti1Image(template.astype(np.float32), phantom.affine),
-                labels=nib.Nifti1Image(labels, phantom.affine),
-                label_names={k: v for k, v in phantom.label_names.items() if k in present},
-                regions=phantom_regions(), references=phantom_references(),
-                template_mask=nib.Nifti1Image(brain.astype(np.uint8), phantom.affine),
-                citation=("qsmbids digital head phantom (simulated, no real data)",))
-    return atlas_dir
+    return write(atlas_dir, voxel_size_mm, contrast="magnitude").root
 
 
 def _truth_means(bids_dir: Path, prefix: str, subject: str, session: str | None

@@ -156,6 +156,10 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                            "grey nuclei) or 'none'")
     meth.add_argument("--atlas-dir", type=Path, default=None, metavar="DIR",
                       help="folder holding an atlas in the qsmbids layout (atlas.json)")
+    meth.add_argument("--deterministic", action="store_true",
+                      help="repeatable ANTs registration: fixed random seed and one thread "
+                           "(about twice as slow); default: --omp-nthreads threads, results "
+                           "vary slightly between reruns")
     return parser
 
 

@@ -30,7 +30,8 @@ class RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     t1w = File(exists=True, desc="T1w of the same session (optional)")
     atlas_dir = Directory(exists=True, mandatory=True)
     preset = traits.Enum("fast", "accurate", usedefault=True)
-    deterministic = traits.Bool(True, usedefault=True)
+    deterministic = traits.Bool(False, usedefault=True,
+                                desc="fixed seed and one ANTs thread (repeatable, slower)")
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
@@ -54,15 +55,18 @@ class RegisterAtlas(MeasuredInterface):
         from qsmbids.atlas.model import load_atlas
         from qsmbids.registration.core import (
             RegistrationSettings,
+            metric_for_contrasts,
             register_template_to_subject,
             warp_labels_to_subject,
         )
 
         atlas = load_atlas(self.inputs.atlas_dir, check_images=False)
+        t1w = self.inputs.t1w if isdefined(self.inputs.t1w) else None
+        # local correlation when the template has the target's contrast, else MI
+        metric = metric_for_contrasts(atlas.template_contrast, "T1w" if t1w else "magnitude")
         settings = RegistrationSettings(preset=self.inputs.preset,
                                         n_threads=self.inputs.num_threads,
-                                        deterministic=self.inputs.deterministic)
-        t1w = self.inputs.t1w if isdefined(self.inputs.t1w) else None
+                                        deterministic=self.inputs.deterministic, metric=metric)
         result = register_template_to_subject(
             atlas.template, self.inputs.magnitude, os.getcwd(), settings,
             target_mask=self.inputs.mask, t1w=t1w, prefix="reg_")
@@ -81,7 +85,10 @@ class RegisterAtlas(MeasuredInterface):
             _out("provenance.json"), "registration",
             "ANTs " + ("T1w-mediated " if t1w else "") + f"SyN ({self.inputs.preset} preset)",
             {"Atlas": atlas.name, "Space": atlas.space, "Preset": self.inputs.preset,
-             "Target": "T1w + magnitude" if t1w else "magnitude"},
+             "Target": "T1w + magnitude" if t1w else "magnitude",
+             "TemplateContrast": atlas.template_contrast,
+             "SyNMetric": {"CC": "local cross-correlation", "mattes": "Mattes MI"}[metric],
+             "Deterministic": bool(self.inputs.deterministic)},
             {"Similarity": result.similarity, "ElapsedSeconds": result.elapsed_s})
         return runtime
 

@@ -2,11 +2,13 @@
 
 from qsmbids.registration.core import (
     PRESETS,
+    SCHEDULES,
     RegistrationResult,
     RegistrationSettings,
     TransformChain,
     apply_transforms,
     combine_echoes,
+    metric_for_contrasts,
     prepare_target,
     register_template_to_subject,
     warp_labels_to_subject,
@@ -15,11 +17,13 @@ from qsmbids.registration.core import (
 
 __all__ = [
     "PRESETS",
+    "SCHEDULES",
     "RegistrationResult",
     "RegistrationSettings",
     "TransformChain",
     "apply_transforms",
     "combine_echoes",
+    "metric_for_contrasts",
     "prepare_target",
     "register_template_to_subject",
     "warp_labels_to_subject",

@@ -14,6 +14,7 @@ registration and regional-statistics code use it like any real atlas.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Literal
 
 import nibabel as nib
@@ -60,16 +61,45 @@ def phantom_label_names() -> dict[int, str]:
     return {label: LABEL_NAMES[label] for label in BRAIN_LABELS}
 
 
-def magnitude_like(phantom: HeadPhantom, echo_time_s: float = 0.004) -> np.ndarray:
-    """Skull-stripped GRE-magnitude-like image, ``M0 exp(-R2* TE)`` at 3 T, in the brain."""
-    image = phantom.m0 * np.exp(-phantom.r2star * np.float32(echo_time_s))
+#: echo times of the magnitude template, s (those of the simulator's default acquisition)
+TEMPLATE_ECHO_TIMES_S: tuple[float, ...] = (0.004, 0.010, 0.016, 0.022)
+
+
+def magnitude_like(phantom: HeadPhantom,
+                   echo_times_s: float | Sequence[float] = TEMPLATE_ECHO_TIMES_S) -> np.ndarray:
+    """Skull-stripped GRE-magnitude-like image at 3 T, in the brain.
+
+    Parameters
+    ----------
+    phantom
+        The head phantom.
+    echo_times_s
+        One echo time or several, s. Several give the root-sum-of-squares over echoes
+        of ``M0 exp(-R2* TE)``: the contrast of the registration target
+        (:func:`qsmbids.registration.combine_echoes`), where the iron-rich pallidum,
+        nigra and red nucleus are dark. A single short echo is nearly flat across the
+        deep grey matter (pallidum within 5% of white matter at 4 ms).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (x, y, z), zero outside the brain mask.
+    """
+    tes = np.atleast_1d(np.asarray(echo_times_s, dtype=np.float32))
+    if tes.size == 0 or np.any(tes < 0):
+        raise ValueError(f"echo times must be >= 0 s, got {echo_times_s}")
+    power = np.zeros(phantom.m0.shape, np.float32)
+    for te in tes:
+        power += (phantom.m0 * np.exp(-phantom.r2star * te)) ** 2
+    image = np.sqrt(power)
     return (image * phantom.brain_mask).astype(np.float32)
 
 
 def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0, *,
                         age_years: float = TEMPLATE_AGE,
                         contrast: Literal["T1w", "magnitude"] = "T1w",
-                        echo_time_s: float = 0.004) -> Atlas:
+                        echo_times_s: float | Sequence[float] = TEMPLATE_ECHO_TIMES_S
+                        ) -> Atlas:
     """Write the phantom template and atlas in the shared atlas-folder layout.
 
     Parameters
@@ -82,11 +112,11 @@ def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0
     age_years
         Age of the template phantom.
     contrast
-        Template contrast: ``T1w`` (:func:`t1w_like`) or ``magnitude`` (first-echo
-        GRE magnitude, :func:`magnitude_like`, for registration to GRE magnitudes).
-        The file keeps the layout's ``desc-brain_T1w`` name either way.
-    echo_time_s
-        Echo time of the magnitude contrast, s.
+        Template contrast: ``T1w`` (:func:`t1w_like`) or ``magnitude`` (echo-combined
+        GRE magnitude, :func:`magnitude_like`, the contrast of the registration target
+        of GRE-only runs). The file keeps the layout's ``desc-brain_T1w`` name either way.
+    echo_times_s
+        Echo time(s) of the magnitude contrast, s.
 
     Returns
     -------
@@ -96,7 +126,7 @@ def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0
     if contrast not in ("T1w", "magnitude"):
         raise ValueError(f"contrast must be 'T1w' or 'magnitude', got {contrast!r}")
     phantom = make_head_phantom(voxel_size_mm, age_years=age_years, calcification=False)
-    image = t1w_like(phantom) if contrast == "T1w" else magnitude_like(phantom, echo_time_s)
+    image = t1w_like(phantom) if contrast == "T1w" else magnitude_like(phantom, echo_times_s)
     labels = np.where(phantom.brain_mask & np.isin(phantom.labels, BRAIN_LABELS),
                       phantom.labels, 0).astype(np.int16)
     affine = phantom.affine
@@ -111,6 +141,8 @@ def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0
         citation=[f"qsmbids {__version__} digital head phantom (qsmbids.sim.phantom)"],
         extra={"TemplateAgeYears": age_years, "VoxelSizeMM": voxel_size_mm,
                "TemplateContrast": contrast,
+               **({"TemplateEchoTimes": [float(t) for t in np.atleast_1d(echo_times_s)]}
+                  if contrast == "magnitude" else {}),
                "Description": "Template and labels of the qsmbids digital head phantom: "
                               "subjects simulated by 'qsmbids simulate' are warped copies"},
     )

@@ -142,6 +142,7 @@ def init_registration_wf(settings: Settings, inputs: RunInputs, mem: dict[str, f
     threads = settings.omp_nthreads
     atlas = str(inputs.atlas_dir)
     reg = pe.Node(RegisterAtlas(atlas_dir=atlas, preset=settings.registration,
+                                deterministic=settings.deterministic,
                                 num_threads=threads), name="register",
                   mem_gb=mem["reg"], n_procs=threads)
     if inputs.run.t1w is not None:

@@ -75,6 +75,8 @@ class Settings:
         Method per step (see the module constants).
     registration
         ANTs registration preset, ``fast`` or ``accurate``.
+    deterministic
+        Repeatable registration (fixed seed, one ANTs thread).
     preset
         Name of the preset the methods were filled from.
     atlas
@@ -105,6 +107,7 @@ class Settings:
     inversion: str = PRESETS[DEFAULT_PRESET]["inversion"]
     reference: str = "wholebrain"
     registration: str = PRESETS[DEFAULT_PRESET]["registration"]
+    deterministic: bool = False
     preset: str = DEFAULT_PRESET
     atlas: str | None = "default"
     atlas_dir: Path | None = None

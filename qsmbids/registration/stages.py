@@ -1,0 +1,88 @@
+"""``antsRegistration`` command lines from a preset's schedule (no images, no I/O).
+
+The stages follow the antsRegistrationSyN recipe: centre-of-mass initialisation,
+Rigid then Affine with Mattes mutual information (32 bins, 25% regular sampling),
+then SyN with the chosen metric, each over its own multi-resolution levels. With
+``--collapse-output-transforms`` ANTs writes one affine (``<prefix>0GenericAffine.mat``)
+and one displacement field pair (``<prefix>1Warp.nii.gz``, ``<prefix>1InverseWarp.nii.gz``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Winsorize intensities to these quantiles before registering (as antsRegistrationSyN)
+WINSORIZE = (0.005, 0.995)
+#: SyN gradient step, update-field and total-field smoothing (voxels)
+SYN_PARAMETERS = (0.1, 3.0, 0.0)
+LINEAR_STEP = 0.1
+
+
+def _levels(shrink: Sequence[int], smooth: Sequence[float], iterations: Sequence[int],
+            convergence: float) -> list[str]:
+    if not len(shrink) == len(smooth) == len(iterations):
+        raise ValueError("shrink factors, smoothing sigmas and iterations need one value "
+                         f"per level, got {shrink}, {smooth}, {iterations}")
+    return ["--convergence", f"[{'x'.join(str(int(i)) for i in iterations)},{convergence:g},10]",
+            "--shrink-factors", "x".join(str(int(f)) for f in shrink),
+            "--smoothing-sigmas", "x".join(f"{s:g}" for s in smooth) + "vox"]
+
+
+def mattes(fixed: str, moving: str, *, sampled: bool = True) -> str:
+    """Mattes mutual information term (32 bins; 25% regular sampling when ``sampled``)."""
+    return f"MI[{fixed},{moving},1,32,Regular,0.25]" if sampled else \
+        f"MI[{fixed},{moving},1,32]"
+
+
+def linear_stage(kind: str, fixed: str, moving: str, shrink: Sequence[int],
+                 smooth: Sequence[float], iterations: Sequence[int]) -> list[str]:
+    """One ``Rigid`` or ``Affine`` stage with Mattes MI."""
+    if kind not in ("Rigid", "Affine"):
+        raise ValueError(f"linear stage must be Rigid or Affine, got {kind!r}")
+    return ["--metric", mattes(fixed, moving), "--transform", f"{kind}[{LINEAR_STEP:g}]",
+            *_levels(shrink, smooth, iterations, 1e-6)]
+
+
+def syn_stage(metric: str, fixed: str, moving: str, shrink: Sequence[int],
+              smooth: Sequence[float], iterations: Sequence[int], *, convergence: float,
+              cc_radius: int) -> list[str]:
+    """The SyN stage with ``metric`` ``"CC"`` (radius ``cc_radius``) or ``"mattes"`` (dense)."""
+    if metric == "CC":
+        term = f"CC[{fixed},{moving},1,{int(cc_radius)}]"
+    elif metric == "mattes":
+        term = mattes(fixed, moving, sampled=False)
+    else:
+        raise ValueError(f"SyN metric must be 'CC' or 'mattes', got {metric!r}")
+    step, flow, total = SYN_PARAMETERS
+    return ["--metric", term, "--transform", f"SyN[{step:g},{flow:g},{total:g}]",
+            *_levels(shrink, smooth, iterations, convergence)]
+
+
+def registration_command(fixed: str, moving: str, out_prefix: str, stages: list[list[str]], *,
+                         fixed_mask: str | None = None, seed: int | None = None) -> list[str]:
+    """The whole ``antsRegistration`` argument list (float precision, collapsed outputs).
+
+    Parameters
+    ----------
+    fixed, moving
+        NIfTI paths; the moving image is brought onto the fixed one.
+    out_prefix
+        Prefix of the transform files.
+    stages
+        Stage argument lists (:func:`linear_stage`, :func:`syn_stage`), in order.
+    fixed_mask
+        Metric mask on the fixed grid (NIfTI path).
+    seed
+        ANTs' random seed (sampling); ``None`` leaves it random.
+    """
+    args = ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
+            "--use-histogram-matching", "0", "--verbose", "0",
+            "--winsorize-image-intensities", f"[{WINSORIZE[0]:g},{WINSORIZE[1]:g}]",
+            "--initial-moving-transform", f"[{fixed},{moving},1]"]
+    for stage in stages:
+        args += stage
+    if fixed_mask:
+        args += ["--masks", fixed_mask]
+    if seed is not None:
+        args += ["--random-seed", str(int(seed))]
+    return [*args, "--output", f"[{out_prefix}]"]
