@@ -6,7 +6,11 @@ absent) resampled to the case's voxel size; the moving image is the template at
 the same voxel size. Each case runs in its own Python process, and ANTs in a
 child of it, so the peak resident memory (max of the case's ``VmHWM`` and its
 children's ``ru_maxrss``) is the case's own. Threads: 2 (ITK). The in-run
-baseline is an affine-only registration at 2 mm. Target: fast preset <= 60 s at 1 mm.
+baseline is an affine-only registration at 2 mm. The SyN metric is CC (what
+qsmbids uses when template and target share a contrast, as here) or Mattes MI
+(its choice across contrasts, e.g. a GRE magnitude on the T1w template). The
+registration target is not bias-corrected here (a template copy has no bias; N4
+adds about 15 s at 1 mm in the pipeline). Target: fast preset <= 60 s at 1 mm.
 
 Run: ``.venv/bin/python benchmarks/run.py registration`` (or this file directly;
 ``--quick`` skips the 1 mm accurate case).
@@ -26,10 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CASES = {
     "baseline: affine only, 2 mm": "affine:2.0",
-    "SyN fast, 2 mm": "fast:2.0",
-    "SyN accurate, 2 mm": "accurate:2.0",
-    "SyN fast, 1 mm": "fast:1.0",
-    "SyN accurate, 1 mm": "accurate:1.0",
+    "SyN fast CC, 2 mm": "fast:2.0:CC",
+    "SyN fast MI, 2 mm": "fast:2.0:mattes",
+    "SyN accurate CC, 2 mm": "accurate:2.0:CC",
+    "SyN fast CC, 1 mm": "fast:1.0:CC",
+    "SyN fast MI, 1 mm": "fast:1.0:mattes",
+    "SyN accurate CC, 1 mm": "accurate:1.0:CC",
 }
 THREADS = 2
 
@@ -79,7 +85,8 @@ def _run_case(case: str) -> dict:
     from qsmbids.registration import RegistrationSettings, register_template_to_subject
     from qsmbids.registration.core import _register
 
-    kind, _, arg = case.partition(":")
+    kind, arg, *rest = case.split(":")
+    metric = rest[0] if rest else "mattes"
     template, subject, source = _images(float(arg))
     mask = nib.Nifti1Image((np.asarray(subject.dataobj) > 0).astype(np.uint8), subject.affine)
     out = Path(tempfile.mkdtemp(prefix="qsmbids-bench-reg-"))
@@ -90,7 +97,8 @@ def _run_case(case: str) -> dict:
         similarity = {}
     else:
         result = register_template_to_subject(
-            template, subject, out, RegistrationSettings(preset=kind, n_threads=THREADS),
+            template, subject, out,
+            RegistrationSettings(preset=kind, n_threads=THREADS, metric=metric),
             target_mask=mask, bias_correct=False)
         similarity = result.similarity
     return {"wall": time.perf_counter() - wall, "peak": _peak_mib(), "source": source,
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     cases = dict(CASES)
     if "--quick" in argv:
-        cases.pop("SyN accurate, 1 mm")
+        cases.pop("SyN accurate CC, 1 mm")
     rows = []
     for label, case in cases.items():
         proc = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True,
@@ -122,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         grid = "x".join(str(n) for n in r["shape"])
         print(f"{label:32s} {grid:>14s} {r['wall']:8.1f} {r['wall'] / base:9.1f} "
               f"{r['peak']:9.0f} {r['corr']:6.3f}")
-    fast1 = next((r for label, r in rows if label == "SyN fast, 1 mm"), None)
-    if fast1 is not None:
-        verdict = "meets" if fast1["wall"] <= 60 else "MISSES"
-        print(f"fast preset at 1 mm: {fast1['wall']:.1f} s ({verdict} the 60 s target)")
+    for label, r in rows:
+        if label.startswith("SyN fast") and label.endswith("1 mm"):
+            verdict = "meets" if r["wall"] <= 60 else "MISSES"
+            print(f"{label}: {r['wall']:.1f} s ({verdict} the 60 s target)")
 
 
 if __name__ == "__main__":

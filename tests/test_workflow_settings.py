@@ -13,6 +13,7 @@ from qsmbids.bids.discovery import discover_runs
 from qsmbids.cli.bids_app import settings_from_args
 from qsmbids.cli.parser import parse_args
 from qsmbids.cli.run import _plugin_args
+from qsmbids.sim.template import write_phantom_atlas
 from qsmbids.workflows.base import RunInputs, init_participant_wf, memory_estimates
 from qsmbids.workflows.settings import PRESETS, Settings
 
@@ -53,6 +54,12 @@ def test_cli_arguments_become_settings(tmp_path):
     assert settings.plugin_arguments == {"sbatch_args": "-p q"} and settings.graph_plugin
     assert settings.field_strength == 7.0
     assert settings.work_dir == (tmp_path / "qsmbids_work").absolute()
+    assert settings.deterministic is False
+    again = settings_from_args(parse_args([str(tmp_path / "b"), str(tmp_path / "o"),
+                                           "participant", "--deterministic"]))
+    assert again.deterministic is True
+    assert again.digest() != settings_from_args(parse_args(
+        [str(tmp_path / "b"), str(tmp_path / "o"), "participant"])).digest()
 
 
 def test_plugin_arguments(tmp_path):
@@ -95,6 +102,20 @@ def test_participant_graph_has_one_branch_per_run_with_resources(tmp_path):
     assert nodes["qsmbids_wf.run_sub_01_run_1.field"].mem_gb > 0.1
     assert nodes["qsmbids_wf.run_sub_01_run_1.sink"].overwrite is True
     assert Path(wf.base_dir) == settings.work_dir
+
+
+def test_registration_node_gets_determinism_and_threads(tmp_path):
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01", seed=1)
+    atlas = write_phantom_atlas(tmp_path / "atlas", 4.0, contrast="magnitude")
+    run = discover_runs(bids).runs[0]
+    for deterministic in (False, True):
+        settings = _settings(tmp_path, bids_dir=bids, omp_nthreads=2, nprocs=2,
+                             deterministic=deterministic)
+        wf = init_participant_wf(settings, [RunInputs(run, None, atlas.root, NameContext())])
+        reg = next(n for n in wf._create_flat_graph().nodes() if n.name == "register")
+        assert reg.inputs.deterministic is deterministic
+        assert reg.inputs.num_threads == 2 and reg.n_procs == 2
 
 
 def test_mask_and_atlas_resolution(tmp_path, monkeypatch):

@@ -10,7 +10,9 @@ Layout (shared contract; the phantom atlas uses it too)::
 
 ``atlas.json`` holds ``Name``, ``Space``, ``Template``, ``TemplateMask`` (file or
 null), ``Labels``, ``LabelTable``, ``Regions`` (region name -> label numbers),
-``References`` (e.g. WhiteMatter, CSF -> label numbers), ``License``, ``Citation``.
+``References`` (e.g. WhiteMatter, CSF -> label numbers), ``License``, ``Citation``,
+and optionally ``TemplateContrast`` (``T1w``, the default, or ``magnitude``: an
+echo-combined GRE magnitude), which selects the registration metric.
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ class RegistrationResult:
     subject_to_template
         Brings subject-space maps into template space (QSM).
     similarity
-        QC of the final alignment, inside the target mask: ``"correlation"``
+        QC of the final alignment, inside the target mask (on the working grid; on the
+        magnitude grid for the T1w route): ``"correlation"``
         (Pearson r of warped template vs target) and ``"mutual_information"``
         (Mattes MI, nats, larger is better).
     target
@@ -318,13 +319,20 @@ def _crop_to_mask(image: ants.ANTsImage, mask: ants.ANTsImage, margin_mm: float
 
 def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
               settings: RegistrationSettings, *, fixed_mask: nib.Nifti1Image | None = None,
-              linear: str | None = None) -> tuple[TransformChain, TransformChain]:
-    """Register ``moving`` onto ``fixed`` in a child process; return (forward, inverse).
+              linear: str | None = None
+              ) -> tuple[TransformChain, TransformChain, dict[str, float]]:
+    """Register ``moving`` onto ``fixed`` in a child process.
 
     The images are brought to the preset's working grid first (the fixed image
     cropped to its mask plus :data:`CROP_MARGIN_MM`); transforms live in physical
     space, so they apply to the original grids. ``linear`` (``"Rigid"``) runs that
     stage alone.
+
+    Returns
+    -------
+    (forward, inverse, similarity)
+        The transform chains and the similarity of the registered moving image to
+        the fixed one on the working grid (:func:`_similarity`).
     """
     schedule = SCHEDULES[settings.preset]
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -340,7 +348,8 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
         voxel = _isotropic_working_voxel(schedule, fixed_a, moving_a)
         fixed_a = _to_working_grid(fixed_a, voxel)
         moving_a = _to_working_grid(moving_a, voxel)
-        paths = {name: str(Path(tmp, f"{name}.nii.gz")) for name in ("fixed", "moving", "mask")}
+        paths = {name: str(Path(tmp, f"{name}.nii.gz"))
+                 for name in ("fixed", "moving", "mask", "warped")}
         ants.image_write(fixed_a, paths["fixed"])
         ants.image_write(moving_a, paths["moving"])
         if mask_a is not None:
@@ -356,18 +365,21 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
                                 convergence=schedule.syn_convergence,
                                 cc_radius=schedule.cc_radius)]
         args = registration_command(
-            f, m, str(out_prefix), stages, fixed_mask=paths["mask"] if mask_a else None,
-            seed=settings.seed if settings.deterministic else None)
+            f, m, str(out_prefix), stages,
+            fixed_mask=paths["mask"] if mask_a is not None else None,
+            seed=settings.seed if settings.deterministic else None, warped=paths["warped"])
         run_registration(args, n_threads=1 if settings.deterministic else settings.n_threads,
                          description=f"{out_prefix.name}: moving onto fixed ({voxel:g} mm grid)")
+        similarity = _similarity(fixed_a, ants.image_read(paths["warped"]))
     affine = Path(f"{out_prefix}0GenericAffine.mat")
     if linear is not None:
-        return _checked(TransformChain((affine,), (False,))), TransformChain((affine,), (True,))
+        return (_checked(TransformChain((affine,), (False,))), TransformChain((affine,), (True,)),
+                similarity)
     warp = Path(f"{out_prefix}1Warp.nii.gz")
     inverse_warp = Path(f"{out_prefix}1InverseWarp.nii.gz")
     forward = _checked(TransformChain((warp, affine), (False, False)))
     inverse = _checked(TransformChain((affine, inverse_warp), (True, False)))
-    return forward, inverse
+    return forward, inverse, similarity
 
 
 def _checked(chain: TransformChain) -> TransformChain:
@@ -422,24 +434,28 @@ def register_template_to_subject(
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     mag = prepare_target(target, target_mask, n4=bias_correct, n_threads=settings.n_threads)
-    target_path = out_dir / f"{prefix}desc-regtarget_magnitude.nii.gz"
+    target_path = out_dir / f"{prefix}desc-regtarget_magnitude.nii"
     nib.save(mag, str(target_path))
     tpl_img = load_nifti(template)
     mag_mask = load_nifti(target_mask) if target_mask is not None else None
     if t1w is None:
-        fwd, inv = _register(mag, tpl_img, out_dir / f"{prefix}from-template_to-subject_",
-                             settings, fixed_mask=mag_mask)
+        fwd, inv, similarity = _register(
+            mag, tpl_img, out_dir / f"{prefix}from-template_to-subject_", settings,
+            fixed_mask=mag_mask)
     else:
         t1_mask = load_nifti(t1w_mask) if t1w_mask is not None else None
         t1 = prepare_target(t1w, t1_mask, n4=bias_correct, n_threads=settings.n_threads)
-        syn_fwd, syn_inv = _register(t1, tpl_img, out_dir / f"{prefix}from-template_to-T1w_",
-                                     settings, fixed_mask=t1_mask)
-        rigid_fwd, rigid_inv = _register(mag, t1, out_dir / f"{prefix}from-T1w_to-subject_",
-                                         settings, fixed_mask=mag_mask, linear="Rigid")
+        syn_fwd, syn_inv, _ = _register(
+            t1, tpl_img, out_dir / f"{prefix}from-template_to-T1w_", settings,
+            fixed_mask=t1_mask)
+        rigid_fwd, rigid_inv, _ = _register(
+            mag, t1, out_dir / f"{prefix}from-T1w_to-subject_", settings, fixed_mask=mag_mask,
+            linear="Rigid")
         fwd = rigid_fwd + syn_fwd
         inv = syn_inv + rigid_inv
-    warped = to_ants(apply_transforms(tpl_img, mag, fwd, n_threads=settings.n_threads))
-    similarity = _similarity(to_ants(mag), warped)
+        # the composed chain, judged on the magnitude grid
+        warped = to_ants(apply_transforms(tpl_img, mag, fwd, n_threads=settings.n_threads))
+        similarity = _similarity(to_ants(mag), warped)
     return RegistrationResult(
         template_to_subject=fwd, subject_to_template=inv, similarity=similarity,
         target=target_path, elapsed_s=time.perf_counter() - t0, metric=settings.metric,

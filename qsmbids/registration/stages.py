@@ -59,7 +59,8 @@ def syn_stage(metric: str, fixed: str, moving: str, shrink: Sequence[int],
 
 
 def registration_command(fixed: str, moving: str, out_prefix: str, stages: list[list[str]], *,
-                         fixed_mask: str | None = None, seed: int | None = None) -> list[str]:
+                         fixed_mask: str | None = None, seed: int | None = None,
+                         warped: str | None = None) -> list[str]:
     """The whole ``antsRegistration`` argument list (float precision, collapsed outputs).
 
     Parameters
@@ -74,6 +75,8 @@ def registration_command(fixed: str, moving: str, out_prefix: str, stages: list[
         Metric mask on the fixed grid (NIfTI path).
     seed
         ANTs' random seed (sampling); ``None`` leaves it random.
+    warped
+        Where to write the moving image resampled onto the fixed grid (optional).
     """
     args = ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
             "--use-histogram-matching", "0", "--verbose", "0",
@@ -85,4 +88,5 @@ def registration_command(fixed: str, moving: str, out_prefix: str, stages: list[
         args += ["--masks", fixed_mask]
     if seed is not None:
         args += ["--random-seed", str(int(seed))]
-    return [*args, "--output", f"[{out_prefix}]"]
+    output = f"[{out_prefix},{warped}]" if warped else f"[{out_prefix}]"
+    return [*args, "--output", output]
