@@ -68,7 +68,7 @@ class RegistrationSettings:
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
         if self.metric not in METRICS:
-            raise ValueError(f"metric must be 'mattes' or 'CC', got {self.metric!r}")
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
         if self.n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {self.n_threads}")
 
@@ -241,8 +241,8 @@ def prepare_target(image, mask=None, *, n4: bool = True, n_threads: int | None =
         inside &= brain
     if n4 and inside.any():
         # fit on the bounding box of the fit mask only (the rest is zero or unused)
-        box = tuple(slice(lo, hi + 1) for lo, hi in
-                    zip(np.argwhere(inside).min(0), np.argwhere(inside).max(0), strict=True))
+        where = np.argwhere(inside)
+        box = tuple(slice(lo, hi + 1) for lo, hi in zip(where.min(0), where.max(0), strict=True))
         spacing = np.asarray(img.header.get_zooms()[:3], float)
         with itk_threads(n_threads):
             crop = ants.from_numpy(np.ascontiguousarray(data[box]), spacing=tuple(spacing))
@@ -433,11 +433,11 @@ def register_template_to_subject(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    mag = prepare_target(target, target_mask, n4=bias_correct, n_threads=settings.n_threads)
+    mag_mask = load_nifti(target_mask) if target_mask is not None else None
+    mag = prepare_target(target, mag_mask, n4=bias_correct, n_threads=settings.n_threads)
     target_path = out_dir / f"{prefix}desc-regtarget_magnitude.nii"
     nib.save(mag, str(target_path))
     tpl_img = load_nifti(template)
-    mag_mask = load_nifti(target_mask) if target_mask is not None else None
     if t1w is None:
         fwd, inv, similarity = _register(
             mag, tpl_img, out_dir / f"{prefix}from-template_to-subject_", settings,

@@ -22,9 +22,10 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from qsmbids import __version__
-from qsmbids.atlas.model import Atlas, write_atlas
+from qsmbids.atlas.model import TEMPLATE_CONTRASTS, Atlas, write_atlas
 from qsmbids.atlas.regions import phantom_references, phantom_regions
 from qsmbids.sim.phantom import EDGE_SIGMA_VOXELS, HeadPhantom, make_head_phantom
+from qsmbids.sim.subject import AcquisitionSpec
 from qsmbids.sim.tissues import BRAIN_LABELS, LABEL_NAMES
 
 #: template space and atlas name of the phantom
@@ -62,7 +63,7 @@ def phantom_label_names() -> dict[int, str]:
 
 
 #: echo times of the magnitude template, s (those of the simulator's default acquisition)
-TEMPLATE_ECHO_TIMES_S: tuple[float, ...] = (0.004, 0.010, 0.016, 0.022)
+TEMPLATE_ECHO_TIMES_S: tuple[float, ...] = AcquisitionSpec().echo_times_s
 
 
 def magnitude_like(phantom: HeadPhantom,
@@ -123,8 +124,8 @@ def write_phantom_atlas(atlas_dir: str | os.PathLike, voxel_size_mm: float = 1.0
     qsmbids.atlas.model.Atlas
         The validated atlas.
     """
-    if contrast not in ("T1w", "magnitude"):
-        raise ValueError(f"contrast must be 'T1w' or 'magnitude', got {contrast!r}")
+    if contrast not in TEMPLATE_CONTRASTS:
+        raise ValueError(f"contrast must be one of {TEMPLATE_CONTRASTS}, got {contrast!r}")
     phantom = make_head_phantom(voxel_size_mm, age_years=age_years, calcification=False)
     image = t1w_like(phantom) if contrast == "T1w" else magnitude_like(phantom, echo_times_s)
     labels = np.where(phantom.brain_mask & np.isin(phantom.labels, BRAIN_LABELS),
