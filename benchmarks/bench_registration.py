@@ -10,7 +10,7 @@ baseline is an affine-only registration at 2 mm. The SyN metric is CC (what
 qsmbids uses when template and target share a contrast, as here) or Mattes MI
 (its choice across contrasts, e.g. a GRE magnitude on the T1w template). The
 registration target is not bias-corrected here (a template copy has no bias; N4
-adds about 15 s at 1 mm in the pipeline). Target: fast preset <= 60 s at 1 mm.
+adds about 8 s at 1 mm in the pipeline). Target: fast preset <= 60 s at 1 mm.
 
 Run: ``.venv/bin/python benchmarks/run.py registration`` (or this file directly;
 ``--quick`` skips the 1 mm accurate case).

@@ -176,9 +176,9 @@ def test_stage_command_lines_follow_the_schedule():
                      "--shrink-factors", "4x2x1", "--smoothing-sigmas", "2x1x0vox"]
     syn = syn_stage("CC", "f.nii", "m.nii", fast.syn_shrink, fast.syn_smooth,
                     fast.syn_iterations["CC"], convergence=fast.syn_convergence,
-                    cc_radius=fast.cc_radius)
-    assert syn[:4] == ["--metric", "CC[f.nii,m.nii,1,1]", "--transform", "SyN[0.1,3,0]"]
-    assert syn[5] == "[100x50x20,1e-05,10]"
+                    cc_radius=fast.cc_radius, step=fast.syn_step)
+    assert syn[:4] == ["--metric", "CC[f.nii,m.nii,1,1]", "--transform", "SyN[0.2,3,0]"]
+    assert syn[5] == "[100x50x10,1e-05,10]"
     dense_mi = syn_stage("mattes", "f", "m", (2, 1), (1, 0), (10, 5), convergence=1e-6,
                          cc_radius=1)
     assert dense_mi[1] == "MI[f,m,1,32]"  # dense: no sampling in the deformable stage
@@ -191,6 +191,8 @@ def test_stage_command_lines_follow_the_schedule():
     assert "--random-seed" not in registration_command("f", "m", "o", [rigid])
     with pytest.raises(ValueError, match="one value per level"):
         syn_stage("CC", "f", "m", (2, 1), (1,), (10, 5), convergence=1e-6, cc_radius=1)
+    with pytest.raises(ValueError, match="gradient step"):
+        syn_stage("CC", "f", "m", (1,), (0,), (5,), convergence=1e-6, cc_radius=1, step=0)
     with pytest.raises(ValueError, match="SyN metric"):
         syn_stage("MI", "f", "m", (1,), (0,), (5,), convergence=1e-6, cc_radius=1)
     with pytest.raises(ValueError, match="Rigid or Affine"):
@@ -203,8 +205,8 @@ def test_metric_follows_the_contrasts_and_n4_fits_on_a_coarse_grid():
     assert metric_for_contrasts("magnitude", "magnitude") == "CC"
     assert metric_for_contrasts("T1w", "T1w") == "CC"
     assert metric_for_contrasts("T1w", "magnitude") == "mattes"
-    assert n4_shrink_factor((1.0, 1.0, 1.0)) == 4
-    assert n4_shrink_factor((0.6, 0.6, 2.0)) == 7
+    assert n4_shrink_factor((1.0, 1.0, 1.0)) == 5
+    assert n4_shrink_factor((0.6, 0.6, 2.0)) == 8
     assert n4_shrink_factor((3.0, 3.0, 3.0)) == 2
 
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 #: Winsorize intensities to these quantiles before registering (as antsRegistrationSyN)
 WINSORIZE = (0.005, 0.995)
-#: SyN gradient step, update-field and total-field smoothing (voxels)
-SYN_PARAMETERS = (0.1, 3.0, 0.0)
+#: SyN update-field and total-field smoothing (variances, voxels^2); the gradient step
+#: comes from the preset's schedule
+SYN_SMOOTHING = (3.0, 0.0)
 LINEAR_STEP = 0.1
 
 
@@ -45,15 +46,20 @@ def linear_stage(kind: str, fixed: str, moving: str, shrink: Sequence[int],
 
 def syn_stage(metric: str, fixed: str, moving: str, shrink: Sequence[int],
               smooth: Sequence[float], iterations: Sequence[int], *, convergence: float,
-              cc_radius: int) -> list[str]:
-    """The SyN stage with ``metric`` ``"CC"`` (radius ``cc_radius``) or ``"mattes"`` (dense)."""
+              cc_radius: int, step: float = 0.1) -> list[str]:
+    """The SyN stage with ``metric`` ``"CC"`` (radius ``cc_radius``) or ``"mattes"`` (dense).
+
+    ``step`` is SyN's gradient step (``SyN[step,3,0]``; 0.1 in antsRegistrationSyN).
+    """
+    if not step > 0:
+        raise ValueError(f"SyN gradient step must be positive, got {step}")
     if metric == "CC":
         term = f"CC[{fixed},{moving},1,{int(cc_radius)}]"
     elif metric == "mattes":
         term = mattes(fixed, moving, sampled=False)
     else:
         raise ValueError(f"SyN metric must be 'CC' or 'mattes', got {metric!r}")
-    step, flow, total = SYN_PARAMETERS
+    flow, total = SYN_SMOOTHING
     return ["--metric", term, "--transform", f"SyN[{step:g},{flow:g},{total:g}]",
             *_levels(shrink, smooth, iterations, convergence)]
 
