@@ -45,6 +45,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where that says nothing or says it twice.
+
+    Skipped: switches (``--overwrite``: "(default: False)"), ``None`` defaults, and help
+    texts that already state their default in words ("default: all CPUs").
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -87,7 +100,7 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
             f"'{PROG} demo OUTPUT_DIR' (simulated dataset, whole pipeline), "
             f"'{PROG} simulate OUTPUT_DIR', '{PROG} atlas fetch'."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset (read only)")
     parser.add_argument("output_dir", type=Path, help="derivatives folder to write into")
@@ -180,7 +193,7 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="simulate a small cohort and run the whole pipeline",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          formatter_class=_HelpFormatter)
     demo.add_argument("output_dir", type=Path, help="folder for the simulated data and results")
     demo.add_argument("--nprocs", type=_positive_int, default=None)
     demo.add_argument("--subjects", type=_positive_int, default=3,
@@ -190,7 +203,7 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--verbose", action="count", default=0)
 
     sim = sub.add_parser("simulate", help="write a simulated multi-echo GRE BIDS dataset",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=_HelpFormatter)
     sim.add_argument("output_dir", type=Path, help="folder for the BIDS dataset")
     sim.add_argument("-v", "--verbose", action="count", default=0)
     from qsmbids.cli.simulate import add_simulate_arguments  # here: simulate imports parser
@@ -200,7 +213,7 @@ def build_subcommand_parser() -> argparse.ArgumentParser:
     atlas = sub.add_parser("atlas", help="manage the atlas used for regional tables")
     atlas_sub = atlas.add_subparsers(dest="atlas_command", required=True, parser_class=_Parser)
     fetch = atlas_sub.add_parser("fetch", help="download the default atlas into a cache folder",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=_HelpFormatter)
     fetch.add_argument("--cache-dir", type=Path, default=None,
                        help="cache root (default: $XDG_CACHE_HOME/qsmbids)")
     fetch.add_argument("--atlas-dir", type=Path, default=None,
