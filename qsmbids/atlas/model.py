@@ -28,7 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from qsmbids.stats.atomic import atomic_save_nifti, atomic_write_text
+from qsmbids.bids.derivatives import atomic_save_nifti, atomic_write_text
 
 ATLAS_JSON = "atlas.json"
 _REQUIRED_KEYS = ("Name", "Space", "Template", "Labels", "LabelTable", "Regions")

@@ -229,6 +229,13 @@ def atomic_write_json(path: Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+def atomic_save_nifti(image, path: Path) -> Path:
+    """Save a nibabel image atomically (format from the name: ``.nii`` or ``.nii.gz``)."""
+    import nibabel as nib  # here: the rest of this module needs only the standard library
+
+    return atomic_write(path, lambda tmp: nib.save(image, str(tmp)))
+
+
 def atomic_copy(src: Path, dst: Path) -> Path:
     """Copy ``src`` to ``dst`` atomically."""
     return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
