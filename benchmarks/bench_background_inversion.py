@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_mib, rss_mib  # benchmarks/ is on sys.path when run
 
 SHAPE = (224, 224, 160)
 VOXEL = (1.0, 1.0, 1.0)
@@ -39,19 +39,6 @@ NOISE_PPM = 0.001
 TARGET_S, TARGET_GIB = 20.0, 3.0
 BACKGROUND = ("vsharp", "pdf", "resharp")
 INVERSION = ("tkd", "tikhonov", "tv", "rts")
-
-
-def _peak_mib() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _fit(array: np.ndarray) -> np.ndarray:
@@ -136,7 +123,7 @@ def _step(name: str, folder: Path) -> dict:
          ("total", "local", "local_noisy", "mask", "chi", "labels", "seg")}
     _warm_up()
     counter = _count_ffts()
-    base_rss = _rss_mib()
+    base_rss = rss_mib()
     kind, method = name.split(":")
     cpu_start, start = time.process_time(), time.perf_counter()
     if kind == "bg":
@@ -151,7 +138,7 @@ def _step(name: str, folder: Path) -> dict:
         result = invert_dipole(local.local_field, local.mask, VOXEL,
                                method=DEFAULT_INVERSION_METHOD, workers=WORKERS)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    ffts, peak, step = counter["n"], _peak_mib(), _peak_mib() - base_rss
+    ffts, peak, step = counter["n"], peak_mib(), peak_mib() - base_rss
     if kind == "bg":
         valid = result.mask
         background = (d["total"] - d["local"])[valid]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_mib, rss_mib  # benchmarks/ is on sys.path when run
 
 SHAPE = (224, 224, 160)
 VOXEL = (1.0, 1.0, 1.0)
@@ -30,21 +30,6 @@ ECHO_TIMES = (0.004, 0.010, 0.016, 0.022)
 FIELD_STRENGTH_T = 3.0
 SNR = 20.0
 TARGET_S, TARGET_GIB = 15.0, 3.0
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mib() -> float:
-    """Peak resident memory of this process (VmHWM: unlike ru_maxrss it is not inherited
-    from the parent through fork/exec)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _prepare(folder: Path) -> None:
@@ -120,7 +105,7 @@ def _step(name: str, folder: Path) -> dict:
                                               FieldEstimationSettings())
 
     work["total"] = total
-    base_rss = _rss_mib()
+    base_rss = rss_mib()
     cpu_start, start = time.process_time(), time.perf_counter()
     result = work[name]()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
@@ -153,8 +138,8 @@ def _step(name: str, folder: Path) -> dict:
     elif name == "total":
         estimated_mask, estimate = result
         accuracy = field_rmse(estimate.field.field_hz, estimated_mask & mask)
-    return {"seconds": seconds, "cpu": cpu, "peak_mib": _peak_mib(),
-            "step_mib": _peak_mib() - base_rss, "accuracy": accuracy}
+    return {"seconds": seconds, "cpu": cpu, "peak_mib": peak_mib(),
+            "step_mib": peak_mib() - base_rss, "accuracy": accuracy}
 
 
 def _run_child(name: str, folder: Path, env: dict | None = None) -> dict:

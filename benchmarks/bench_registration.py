@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _memory import peak_mib  # benchmarks/ is on sys.path when run
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = {
@@ -38,16 +39,6 @@ CASES = {
     "SyN accurate CC, 1 mm": "accurate:1.0:CC",
 }
 THREADS = 2
-
-
-def _peak_mib() -> float:
-    own = float("nan")
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                own = int(line.split()[1]) / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return max(own, children)
 
 
 def _images(voxel_mm: float):
@@ -101,7 +92,7 @@ def _run_case(case: str) -> dict:
             RegistrationSettings(preset=kind, n_threads=THREADS, metric=metric),
             target_mask=mask, bias_correct=False)
         similarity = result.similarity
-    return {"wall": time.perf_counter() - wall, "peak": _peak_mib(), "source": source,
+    return {"wall": time.perf_counter() - wall, "peak": peak_mib(children=True), "source": source,
             "shape": list(subject.shape), "corr": similarity.get("correlation", float("nan"))}
 
 

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from _memory import peak_mib  # benchmarks/ is on sys.path when run
+
 CASES = {
     "baseline rfftn 181x217x181": "baseline",
     "phantom 3 mm": "phantom:3.0",
@@ -28,14 +30,6 @@ CASES = {
     "subject + 4-echo GRE 2 mm": "simulate:2.0",
     "BIDS dataset, 1 subject, 2 mm (.nii.gz, truth)": "dataset:2.0",
 }
-
-
-def _peak_mib() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _run_case(case: str) -> dict:
@@ -66,7 +60,7 @@ def _run_case(case: str) -> dict:
     wall, cpu = time.perf_counter(), time.process_time()
     jobs[kind]()
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
-            "peak": _peak_mib()}
+            "peak": peak_mib()}
 
 
 def main() -> None:
