@@ -58,6 +58,13 @@ def test_cli_arguments_become_settings(tmp_path):
     again = settings_from_args(parse_args([str(tmp_path / "b"), str(tmp_path / "o"),
                                            "participant", "--deterministic"]))
     assert again.deterministic is True
+    assert settings.registration == PRESETS["fast"]["registration"]
+    accurate = settings_from_args(parse_args([str(tmp_path / "b"), str(tmp_path / "o"),
+                                              "participant", "--registration", "accurate"]))
+    assert accurate.registration == "accurate"
+    default = settings_from_args(parse_args([str(tmp_path / "b"), str(tmp_path / "o"),
+                                             "participant"]))
+    assert accurate.digest() != default.digest()  # another registration: other numbers
     assert again.digest() != settings_from_args(parse_args(
         [str(tmp_path / "b"), str(tmp_path / "o"), "participant"])).digest()
 
@@ -116,6 +123,11 @@ def test_registration_node_gets_determinism_and_threads(tmp_path):
         reg = next(n for n in wf._create_flat_graph().nodes() if n.name == "register")
         assert reg.inputs.deterministic is deterministic
         assert reg.inputs.num_threads == 2 and reg.n_procs == 2
+        assert reg.inputs.preset == "fast"
+    settings = _settings(tmp_path, bids_dir=bids, registration="accurate")
+    wf = init_participant_wf(settings, [RunInputs(run, None, atlas.root, NameContext())])
+    reg = next(n for n in wf._create_flat_graph().nodes() if n.name == "register")
+    assert reg.inputs.preset == "accurate"
 
 
 def test_mask_and_atlas_resolution(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ from qsmbids.workflows.settings import (
     PLUGINS,
     PRESETS,
     REFERENCE,
+    REGISTRATION,
     UNWRAPPING,
 )
 
@@ -169,6 +170,10 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                            "grey nuclei) or 'none'")
     meth.add_argument("--atlas-dir", type=Path, default=None, metavar="DIR",
                       help="folder holding an atlas in the qsmbids layout (atlas.json)")
+    meth.add_argument("--registration", choices=REGISTRATION, default=None,
+                      help="atlas registration: fast (2 mm working grid, about 1 minute at "
+                           "1 mm on 2 cores) or accurate (down to the data's resolution; "
+                           "about 19 minutes at 1 mm)")
     meth.add_argument("--deterministic", action="store_true",
                       help="repeatable ANTs registration: fixed random seed and one thread "
                            "(about twice as slow); default: --omp-nthreads threads, results "

@@ -20,6 +20,8 @@ UNWRAPPING = ("romeo", "laplacian")
 BG_REMOVAL = ("pdf", "vsharp", "resharp")
 INVERSION = ("tv", "tkd", "tikhonov", "rts")
 REFERENCE = ("wholebrain", "csf", "none")
+#: atlas registration presets (qsmbids.registration.SCHEDULES)
+REGISTRATION = ("fast", "accurate")
 
 #: named presets: the method per step when not given explicitly
 PRESETS: dict[str, dict[str, str]] = {
@@ -124,7 +126,7 @@ class Settings:
     def __post_init__(self) -> None:
         checks = {"unwrapping": UNWRAPPING, "bg_removal": BG_REMOVAL,
                   "inversion": INVERSION, "reference": REFERENCE,
-                  "registration": ("fast", "accurate"), "preset": tuple(PRESETS),
+                  "registration": REGISTRATION, "preset": tuple(PRESETS),
                   "plugin": PLUGINS}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
