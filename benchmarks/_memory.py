@@ -13,13 +13,13 @@ def peak_mib(*, children: bool = False) -> float:
     so a case run in its own process reports its own peak. ``children``: the larger of
     that and the peak of any waited-for child process (e.g. ANTs run in a child).
     """
-    own = float("nan")
+    own = None
     with open("/proc/self/status") as handle:
         for line in handle:
             if line.startswith("VmHWM:"):
                 own = int(line.split()[1]) / 1024
                 break
-    if own != own:  # no /proc: ru_maxrss (KiB on Linux)
+    if own is None:  # no VmHWM line: ru_maxrss (KiB on Linux)
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if children:
         return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)

@@ -165,9 +165,11 @@ def test_errors_and_settings():
 
 
 def test_stage_command_lines_follow_the_schedule():
-    from qsmbids.registration import SCHEDULES
+    from qsmbids.registration import PRESETS, SCHEDULES
     from qsmbids.registration.stages import linear_stage, registration_command, syn_stage
+    from qsmbids.workflows.settings import REGISTRATION
 
+    assert REGISTRATION == PRESETS == tuple(SCHEDULES)  # the CLI offers what exists
     fast = SCHEDULES["fast"]
     rigid = linear_stage("Rigid", "f.nii", "m.nii", fast.linear_shrink, fast.linear_smooth,
                          fast.linear_iterations)

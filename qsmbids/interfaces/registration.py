@@ -18,6 +18,7 @@ from nipype.interfaces.base import (
 )
 
 from qsmbids.interfaces.io import MeasuredInterface, write_provenance
+from qsmbids.workflows.settings import REGISTRATION
 
 
 def _out(name: str) -> str:
@@ -29,7 +30,7 @@ class RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, mandatory=True, desc="brain mask on the magnitude grid")
     t1w = File(exists=True, desc="T1w of the same session (optional)")
     atlas_dir = Directory(exists=True, mandatory=True)
-    preset = traits.Enum("fast", "accurate", usedefault=True)
+    preset = traits.Enum(*REGISTRATION, usedefault=True)
     deterministic = traits.Bool(False, usedefault=True,
                                 desc="fixed seed and one ANTs thread (repeatable, slower)")
     num_threads = traits.Int(1, usedefault=True, nohash=True)

@@ -20,12 +20,12 @@ from pathlib import Path
 import ants
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from qsmbids.registration.antsio import from_ants, itk_threads, load_nifti, to_ants
 from qsmbids.registration.job import run_registration
 from qsmbids.registration.stages import linear_stage, registration_command, syn_stage
 
-PRESETS = ("fast", "accurate")
 METRICS = ("mattes", "CC")
 
 
@@ -143,6 +143,9 @@ SCHEDULES: dict[str, Schedule] = {
         syn_convergence=1e-6, cc_radius=2, syn_step=0.1),
 }
 
+#: registration preset names (the keys of :data:`SCHEDULES`)
+PRESETS = tuple(SCHEDULES)
+
 #: margin kept around the target mask when the working grid is cropped, mm
 CROP_MARGIN_MM = 6.0
 
@@ -247,10 +250,9 @@ def prepare_target(image, mask=None, *, n4: bool = True, n_threads: int | None =
         brain = np.asarray(mask_img.dataobj) > 0
         data = np.where(brain, data, np.float32(0))
         inside &= brain
-    if n4 and inside.any():
+    box = _bounding_box(inside) if n4 else None
+    if box is not None:
         # fit on the bounding box of the fit mask only (the rest is zero or unused)
-        where = np.argwhere(inside)
-        box = tuple(slice(lo, hi + 1) for lo, hi in zip(where.min(0), where.max(0), strict=True))
         spacing = np.asarray(img.header.get_zooms()[:3], float)
         with itk_threads(n_threads):
             crop = ants.from_numpy(np.ascontiguousarray(data[box]), spacing=tuple(spacing))
@@ -315,15 +317,21 @@ def _to_working_grid(image: ants.ANTsImage, voxel_mm: float, *, label: bool = Fa
                                interp_type=1 if label else 0)
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every true voxel of ``mask`` (None if empty)."""
+    boxes = ndimage.find_objects(mask.astype(np.uint8))
+    return boxes[0] if boxes else None
+
+
 def _crop_to_mask(image: ants.ANTsImage, mask: ants.ANTsImage, margin_mm: float
                   ) -> tuple[ants.ANTsImage, ants.ANTsImage]:
     """Crop ``image`` and ``mask`` to the mask's bounding box plus ``margin_mm``."""
-    inside = np.argwhere(mask.numpy() > 0)
-    if inside.size == 0:
+    box = _bounding_box(mask.numpy() > 0)
+    if box is None:
         raise ValueError("the registration target mask is empty")
     pad = np.ceil(margin_mm / np.asarray(mask.spacing)).astype(int)
-    lo = np.maximum(inside.min(0) - pad, 0)
-    hi = np.minimum(inside.max(0) + pad, np.asarray(mask.shape) - 1)
+    lo = np.maximum([b.start for b in box] - pad, 0)
+    hi = np.minimum([b.stop - 1 for b in box] + pad, np.asarray(mask.shape) - 1)
     return (ants.crop_indices(image, lo.tolist(), hi.tolist()),
             ants.crop_indices(mask, lo.tolist(), hi.tolist()))
 
@@ -400,6 +408,18 @@ def _checked(chain: TransformChain) -> TransformChain:
     return chain
 
 
+def _load_mask(mask) -> nib.Nifti1Image | None:
+    """A brain mask (image or path) read once into memory as uint8 (None passes through).
+
+    It is used twice (N4 fit and target masking, then crop and metric mask): from
+    memory, not re-read from disk each time.
+    """
+    if mask is None:
+        return None
+    image = load_nifti(mask)
+    return nib.Nifti1Image((np.asarray(image.dataobj) > 0).astype(np.uint8), image.affine)
+
+
 def register_template_to_subject(
     template,
     target,
@@ -444,7 +464,7 @@ def register_template_to_subject(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    mag_mask = load_nifti(target_mask) if target_mask is not None else None
+    mag_mask = _load_mask(target_mask)
     mag = prepare_target(target, mag_mask, n4=bias_correct, n_threads=settings.n_threads)
     target_path = out_dir / f"{prefix}desc-regtarget_magnitude.nii"
     nib.save(mag, str(target_path))
@@ -454,7 +474,7 @@ def register_template_to_subject(
             mag, tpl_img, out_dir / f"{prefix}from-template_to-subject_", settings,
             fixed_mask=mag_mask)
     else:
-        t1_mask = load_nifti(t1w_mask) if t1w_mask is not None else None
+        t1_mask = _load_mask(t1w_mask)
         t1 = prepare_target(t1w, t1_mask, n4=bias_correct, n_threads=settings.n_threads)
         syn_fwd, syn_inv, _ = _register(
             t1, tpl_img, out_dir / f"{prefix}from-template_to-T1w_", settings,
