@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import ants
 import nibabel as nib
 import numpy as np
 import pytest
@@ -162,6 +163,23 @@ def test_errors_and_settings():
         warp_labels_to_subject(img, img, TransformChain((), ()), interpolation="linear")
     four = nib.Nifti1Image(np.ones((2, 2, 2, 3), np.float32) * [[[[1.0, 2.0, 2.0]]]], np.eye(4))
     assert np.allclose(np.asarray(combine_echoes(four).dataobj), 3.0)
+
+
+def test_crop_keeps_the_mask_box_plus_margin_within_the_grid():
+    from qsmbids.registration.core import _crop_to_mask
+
+    mask = np.zeros((30, 40, 20), np.float32)
+    mask[5:11, 30:40, 0:4] = 1  # box 5..10, 30..39 (the grid's last row), 0..3
+    image = ants.from_numpy(np.arange(mask.size, dtype=np.float32).reshape(mask.shape),
+                            spacing=(2.0, 2.0, 2.0))
+    crop, crop_mask = _crop_to_mask(image, image.new_image_like(mask), margin_mm=4.0)
+    # 2 voxels of margin on both sides, clipped at the grid edges: x 3..12, y 28..39, z 0..5
+    assert crop.shape == (10, 12, 6)
+    assert crop.numpy()[0, 0, 0] == image.numpy()[3, 28, 0]
+    assert crop.numpy()[-1, -1, -1] == image.numpy()[12, 39, 5]
+    assert crop_mask.numpy().sum() == mask.sum()  # no mask voxel lost at the edge
+    with pytest.raises(ValueError, match="mask is empty"):
+        _crop_to_mask(image, image.new_image_like(np.zeros_like(mask)), margin_mm=4.0)
 
 
 def test_stage_command_lines_follow_the_schedule():

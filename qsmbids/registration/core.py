@@ -331,7 +331,8 @@ def _crop_to_mask(image: ants.ANTsImage, mask: ants.ANTsImage, margin_mm: float
         raise ValueError("the registration target mask is empty")
     pad = np.ceil(margin_mm / np.asarray(mask.spacing)).astype(int)
     lo = np.maximum([b.start for b in box] - pad, 0)
-    hi = np.minimum([b.stop - 1 for b in box] + pad, np.asarray(mask.shape) - 1)
+    # crop_indices' upper index is exclusive (measured): stop + pad, at most the shape
+    hi = np.minimum([b.stop for b in box] + pad, np.asarray(mask.shape))
     return (ants.crop_indices(image, lo.tolist(), hi.tolist()),
             ants.crop_indices(mask, lo.tolist(), hi.tolist()))
 
