@@ -23,11 +23,14 @@ import scipy.ndimage as ndi
 import scipy.stats
 
 from qsmbids.recon.phase_scaling import wrap_to_pi
+from qsmbids.recon.smoothing import LocalLinearFit
 from qsmbids.recon.units import hz_per_ppm
 from qsmbids.recon.unwrap import unwrap_spatial
 from qsmbids.recon.unwrap_region_growing import QualityInputs
 
 _TWO_PI = 2 * np.pi
+#: ways to smooth the MCPC-3D-S phase offset (first = default)
+OFFSET_SMOOTHING = ("local-linear", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def estimate_phase_offset(
     echoes: tuple[int, int] = (0, 1),
     sigma_mm: float = 4.0,
     unwrap_method: str = "region-growing",
+    smoothing: str = OFFSET_SMOOTHING[0],
 ) -> np.ndarray:
     """Echo-independent phase offset by MCPC-3D-S.
 
@@ -99,6 +103,13 @@ def estimate_phase_offset(
         Gaussian smoothing of the offset (mm); 0 disables smoothing.
     unwrap_method
         Spatial unwrapper for the difference phase.
+    smoothing
+        One of :data:`OFFSET_SMOOTHING`. ``"local-linear"``: a magnitude-weighted
+        Gaussian local linear fit (:class:`qsmbids.recon.smoothing.LocalLinearFit`)
+        of the complex offset, then of its wrapped residual; unbiased for a linear
+        offset up to the mask edge. ``"gaussian"``: a magnitude-weighted Gaussian
+        average of the complex offset, biased by the offset's gradient near the edge
+        (a one-sided window).
 
     Returns
     -------
@@ -127,8 +138,17 @@ def estimate_phase_offset(
     if mask.any():
         unwrapped -= np.float32(_TWO_PI * np.round(np.median(unwrapped[mask]) / _TWO_PI))
     raw = phase[..., i] - unwrapped * np.float32(tes[i] / (tes[j] - tes[i]))
+    if smoothing not in OFFSET_SMOOTHING:
+        raise ValueError(f"unknown offset smoothing {smoothing!r}; choose from "
+                         f"{OFFSET_SMOOTHING}")
     if sigma_mm <= 0:
         return np.where(mask, wrap_to_pi(raw), 0.0).astype(np.float32)
+    if smoothing == "local-linear":
+        fitter = LocalLinearFit(magnitude[..., i], mask, voxel_size, sigma_mm)
+        first = np.angle(fitter.fit_complex(np.exp(1j * raw)))
+        residual = wrap_to_pi(np.where(mask, raw - first, 0.0).astype(np.float32))
+        second = first + fitter.fit(residual)
+        return np.where(mask, wrap_to_pi(second.astype(np.float32)), 0.0).astype(np.float32)
     sigma = [sigma_mm / v for v in voxel_size]
     weighted = np.where(mask, magnitude[..., i], 0.0).astype(np.float32)
     real = ndi.gaussian_filter(weighted * np.cos(raw), sigma, truncate=3.0)

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qsmbids.recon.echo_fit import FieldMap, estimate_phase_offset, fit_field, remove_phase_offset
+from qsmbids.recon.echo_fit import (
+    OFFSET_SMOOTHING,
+    FieldMap,
+    estimate_phase_offset,
+    fit_field,
+    remove_phase_offset,
+)
 from qsmbids.recon.unwrap import UnwrapSettings, unwrap_echoes
 
 
@@ -33,17 +39,23 @@ class FieldEstimationSettings:
         Smoothing of the phase offset (mm).
     offset_echoes
         0-based echo pair used for MCPC-3D-S.
+    offset_smoothing
+        How the offset is smoothed, one of
+        :data:`qsmbids.recon.echo_fit.OFFSET_SMOOTHING` (default: a local linear fit,
+        unbiased up to the mask edge).
     """
 
     unwrap: UnwrapSettings = field(default_factory=UnwrapSettings)
     offset_correction: bool = True
     offset_sigma_mm: float = 4.0
     offset_echoes: tuple[int, int] = (0, 1)
+    offset_smoothing: str = OFFSET_SMOOTHING[0]
 
     def describe(self) -> str:
         """One-line description for the sidecar."""
         offset = (f"MCPC-3D-S phase offset (echoes {self.offset_echoes[0] + 1},"
-                  f"{self.offset_echoes[1] + 1}; {self.offset_sigma_mm:g} mm smoothing)"
+                  f"{self.offset_echoes[1] + 1}; {self.offset_sigma_mm:g} mm "
+                  f"{self.offset_smoothing} smoothing)"
                   if self.offset_correction else "no phase offset correction")
         weights = ("magnitude^2" if self.unwrap.method == "region-growing"
                    else "spatially uniform per-echo mean magnitude^2")
@@ -116,7 +128,8 @@ def estimate_field(
     if correct:
         offset = estimate_phase_offset(phase, magnitude, echo_times_s, mask, voxel_size,
                                        echoes=settings.offset_echoes,
-                                       sigma_mm=settings.offset_sigma_mm)
+                                       sigma_mm=settings.offset_sigma_mm,
+                                       smoothing=settings.offset_smoothing)
         phase = remove_phase_offset(phase, offset)
     else:
         offset = np.zeros(phase.shape[:3], np.float32)
