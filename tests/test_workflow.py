@@ -123,6 +123,7 @@ def test_workflow_matches_direct_calls_of_the_recon_functions(processed, cohort)
     from qsmbids.recon.field_estimation import estimate_field
     from qsmbids.recon.masking import brain_mask
     from qsmbids.recon.phase_scaling import scale_phase_to_radians
+    from qsmbids.recon.reliability import trim_unreliable
     from qsmbids.workflows.methods import background_method
 
     out, _ = processed
@@ -134,8 +135,10 @@ def test_workflow_matches_direct_calls_of_the_recon_functions(processed, cohort)
     voxel, b0 = geometry(mags[0])
     assert abs(b0[2] - np.cos(np.deg2rad(15))) < 1e-6  # oblique: B0 from the affine
     mask = brain_mask(mag, voxel).mask
-    field = estimate_field(mag, scale_phase_to_radians(phase, "rad").phase,
-                           (0.005, 0.010, 0.015), 3.0, mask, voxel).field.field_ppm
+    fitted = estimate_field(mag, scale_phase_to_radians(phase, "rad").phase,
+                            (0.005, 0.010, 0.015), 3.0, mask, voxel).field
+    field = fitted.field_ppm
+    mask, _ = trim_unreliable(mask, fitted.field_std_hz)
     folder = out / "sub-01/ses-1/anat"
     name = "sub-01_ses-1_run-2_space-orig_desc-"
     total = nib.load(folder / f"{name}totalfield_fieldmap.nii.gz")

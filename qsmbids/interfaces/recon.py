@@ -146,22 +146,28 @@ class FieldInputSpec(_ThreadsInputSpec):
     echo_times = traits.List(traits.Float, mandatory=True, desc="seconds")
     field_strength = traits.Float(mandatory=True, desc="tesla")
     unwrapping = traits.Enum(*UNWRAP_NAMES, usedefault=True)
+    max_noise_ratio = traits.Float(
+        desc="trim edge voxels whose field standard error exceeds this x the median "
+             "(default qsmbids.recon.reliability.DEFAULT_MAX_NOISE_RATIO)")
 
 
 class FieldOutputSpec(TraitedSpec):
     field = File(exists=True, desc="total field, ppm")
     field_noise = File(exists=True, desc="standard error of the field, ppm")
+    mask = File(exists=True, desc="the mask without its unreliable edge voxels")
     provenance = File(exists=True)
 
 
 class EstimateField(MeasuredInterface):
-    """Phase offset removal, unwrapping and echo fit -> total field (ppm)."""
+    """Phase offset removal, unwrapping and echo fit -> total field (ppm), and the mask
+    without the edge voxels whose field is too noisy to be used as data."""
 
     input_spec = FieldInputSpec
     output_spec = FieldOutputSpec
 
     def _compute(self, runtime):
         from qsmbids.recon.field_estimation import FieldEstimationSettings, estimate_field
+        from qsmbids.recon.reliability import DEFAULT_MAX_NOISE_RATIO, trim_unreliable
         from qsmbids.recon.unwrap import UnwrapSettings
 
         magnitude, img = load_image(self.inputs.magnitude)
@@ -178,11 +184,18 @@ class EstimateField(MeasuredInterface):
         self._results["field"] = save_like(fitted.field_ppm, ref3, _out("field.nii"))
         noise = fitted.field_std_hz / np.float32(hz_per_ppm(self.inputs.field_strength))
         self._results["field_noise"] = save_like(noise, ref3, _out("field_noise.nii"))
+        ratio = (self.inputs.max_noise_ratio if isdefined(self.inputs.max_noise_ratio)
+                 else DEFAULT_MAX_NOISE_RATIO)
+        trimmed, removed = trim_unreliable(mask, fitted.field_std_hz, ratio)
+        self._results["mask"] = save_like(trimmed.astype(np.uint8), ref3, _out("mask_field.nii"))
         self._results["provenance"] = write_provenance(
-            _out("provenance.json"), "field estimation", result.description,
+            _out("provenance.json"), "field estimation",
+            f"{result.description}; mask voxels connected to the edge whose field standard "
+            f"error exceeds {ratio:g} x its median removed",
             {"Unwrapping": self.inputs.unwrapping,
-             "MagneticFieldStrength": self.inputs.field_strength},
-            {"NoiseSigma": float(fitted.noise_sigma)})
+             "MagneticFieldStrength": self.inputs.field_strength,
+             "MaxNoiseRatio": ratio},
+            {"NoiseSigma": float(fitted.noise_sigma), "TrimmedVoxels": removed})
         return runtime
 
 
