@@ -9,9 +9,9 @@ mass)``, which for a 4 mm kernel reaches several mm. :func:`local_linear_smooth`
 ``a`` is exact for any linear trend, however one-sided the window, and equals the
 normalised average where the window is symmetric and the data are locally constant.
 
-Cost: 18 separable Gaussian filters of the cropped volume (weights, their first and
-second coordinate moments, and the data with its first moments), and a 3x3 solve per
-voxel of the mask.
+Cost: 10 separable Gaussian filters of the cropped volume for the weight moments, 4
+per fitted quantity, and a 4x4 inverse per voxel, on blocks of voxels where the kernel
+is wide (see :class:`LocalLinearFit`).
 """
 
 from __future__ import annotations
@@ -37,9 +37,13 @@ def _box(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...]:
 class LocalLinearFit:
     """Gaussian-weighted local linear fits sharing one weight map and mask.
 
-    The weight moments (and the per-voxel 3x3 solves) are computed once; each call of
-    :meth:`fit` then costs only the smoothing of the data and their first moments
-    (4 Gaussian filters for real data, 8 for complex).
+    The weight moments and the per-voxel 4x4 systems are set up once; each call of
+    :meth:`fit` then costs the smoothing of the data and their first moments (4
+    Gaussian filters). Where the kernel spans many voxels the fit runs on blocks of
+    ``factor`` voxels per axis (``factor = sigma / (2 voxel)``, rounded down): each
+    block's data are pooled, weighted, at the block's weighted centroid, and each fine
+    voxel takes its block's fitted line evaluated at its own position, so a linear
+    trend stays exact while the cost drops by ``factor**3``.
 
     Parameters
     ----------
@@ -61,37 +65,73 @@ class LocalLinearFit:
         if not sigma_mm > 0:
             raise ValueError(f"sigma_mm must be positive, got {sigma_mm}")
         self.mask = np.asarray(mask, bool)
-        self.sigma = [sigma_mm / v for v in voxel_size]
+        self.factor = tuple(max(1, int(sigma_mm / (2 * v))) for v in voxel_size)
+        coarse_voxel = [v * f for v, f in zip(voxel_size, self.factor, strict=True)]
+        self.sigma = [sigma_mm / v for v in coarse_voxel]
         self.truncate = truncate
-        margin = [int(np.ceil(truncate * s)) + 1 for s in self.sigma]
-        self.box = _box(self.mask, margin)
-        inside = self.mask[self.box]
-        self.w = np.where(inside, np.asarray(weight, np.float64)[self.box], 0.0)
-        # coordinates in mm, centred in the box (keeps the moment arithmetic conditioned)
-        self.coords = [((np.arange(n) - (n - 1) / 2) * dx).reshape(
+        margin = [(int(np.ceil(truncate * s)) + 1) * f
+                  for s, f in zip(self.sigma, self.factor, strict=True)]
+        box = _box(self.mask, margin)
+        # grow the box to whole blocks (inside the volume where possible)
+        self.box = tuple(slice(b.start, b.start + -(-(b.stop - b.start) // f) * f)
+                         for b, f in zip(box, self.factor, strict=True))
+        inside = self._crop(self.mask, False)
+        self.inside = inside
+        w = np.where(inside, self._crop(np.asarray(weight, np.float64), 0.0), 0.0)
+        self.w = w
+        # fine coordinates (mm, centred in the box: keeps the moments well conditioned)
+        self.fine = [((np.arange(n) - (n - 1) / 2) * dx).reshape(
             [-1 if a == i else 1 for a in range(3)])
             for i, (n, dx) in enumerate(zip(inside.shape, voxel_size, strict=True))]
-        m0 = self._smooth(self.w)
-        m1 = [self._smooth(self.w * c) for c in self.coords]
-        self.sel = inside & (m0 > 0)
-        x0 = [np.broadcast_to(c, inside.shape)[self.sel] for c in self.coords]
+        total = self._pool(w)
+        safe = np.where(total > 0, total, 1.0)
+        # block centroids (weighted); empty blocks get their geometric centre
+        self.centre = [np.where(total > 0, self._pool(w * c) / safe,
+                                self._pool(np.broadcast_to(c, w.shape)) / np.prod(self.factor))
+                       for c in self.fine]
+        self.total = total
+        m0 = self._smooth(total)
+        m1 = [self._smooth(total * c) for c in self.centre]
+        self.sel = (self._pool(inside.astype(np.float64)) > 0) & (m0 > 0)
+        x0 = [c[self.sel] for c in self.centre]
         s0 = m0[self.sel]
-        s1 = np.stack([m1[i][self.sel] - x0[i] * s0 for i in range(3)], axis=-1)
-        s2 = np.empty((*s0.shape, 3, 3))
+        system = np.empty((s0.size, 4, 4))
+        system[:, 0, 0] = s0
         for i in range(3):
+            system[:, 0, i + 1] = system[:, i + 1, 0] = m1[i][self.sel] - x0[i] * s0
             for j in range(i, 3):
-                moment = self._smooth(self.w * self.coords[i] * self.coords[j])[self.sel]
-                s2[:, i, j] = s2[:, j, i] = (moment - x0[i] * m1[j][self.sel]
-                                             - x0[j] * m1[i][self.sel] + x0[i] * x0[j] * s0)
+                moment = self._smooth(total * self.centre[i] * self.centre[j])[self.sel]
+                system[:, i + 1, j + 1] = system[:, j + 1, i + 1] = (
+                    moment - x0[i] * m1[j][self.sel] - x0[j] * m1[i][self.sel]
+                    + x0[i] * x0[j] * s0)
+            system[:, i + 1, i + 1] += _RIDGE * sigma_mm**2 * s0
         del m0, m1
-        s2 += (_RIDGE * sigma_mm**2 * s0)[:, None, None] * np.eye(3)
-        # a = (z0 - g' t1) / (s0 - g' s1) with g = S2^-1 s1 (Schur complement of 4x4)
-        self.g = np.linalg.solve(s2, s1[..., None])[..., 0]
-        denominator = s0 - np.einsum("vi,vi->v", self.g, s1)
-        degenerate = denominator <= 1e-12 * s0
-        self.inv_den = np.where(degenerate, 0.0, 1.0 / np.where(degenerate, 1.0, denominator))
-        self.inv_s0 = np.where(degenerate, 1.0 / s0, 0.0)
+        self.inverse = np.linalg.inv(system)
         self.x0 = x0
+
+    def _crop(self, array: np.ndarray, fill) -> np.ndarray:
+        """``array`` on the block-aligned box (padded with ``fill`` past the volume)."""
+        part = array[self.box]
+        shape = [b.stop - b.start for b in self.box]
+        if list(part.shape) == shape:
+            return part
+        out = np.full(shape, fill, dtype=part.dtype)
+        out[tuple(slice(0, n) for n in part.shape)] = part
+        return out
+
+    def _pool(self, x: np.ndarray) -> np.ndarray:
+        """Sum over blocks of ``factor`` voxels."""
+        x = np.broadcast_to(x, self.inside.shape)
+        if self.factor == (1, 1, 1):
+            return np.array(x, np.float64)
+        (fx, fy, fz), (nx, ny, nz) = self.factor, x.shape
+        return x.reshape(nx // fx, fx, ny // fy, fy, nz // fz, fz).sum(axis=(1, 3, 5))
+
+    def _expand(self, x: np.ndarray) -> np.ndarray:
+        for axis, f in enumerate(self.factor):
+            if f > 1:
+                x = np.repeat(x, f, axis=axis)
+        return x
 
     def _smooth(self, x: np.ndarray) -> np.ndarray:
         return ndi.gaussian_filter(x, self.sigma, truncate=self.truncate, mode="constant")
@@ -99,21 +139,29 @@ class LocalLinearFit:
     def fit(self, values: np.ndarray) -> np.ndarray:
         """The local linear fit of real ``values`` (x, y, z) at each mask voxel.
 
-        Returns float32 (x, y, z), 0 outside the mask; where a window is degenerate,
-        the weighted average.
+        Returns float32 (x, y, z), 0 outside the mask.
         """
-        data = np.asarray(values, np.float64)[self.box]
         if np.iscomplexobj(values):
             raise TypeError("fit() takes real values; use fit_complex()")
-        wz = self.w * data
-        z0 = self._smooth(wz)[self.sel]
-        t1 = np.stack([self._smooth(wz * c)[self.sel] - x * z0
-                       for c, x in zip(self.coords, self.x0, strict=True)], axis=-1)
-        fitted = (z0 - np.einsum("vi,vi->v", self.g, t1)) * self.inv_den + z0 * self.inv_s0
-        block = np.zeros(self.w.shape, np.float32)
-        block[self.sel] = fitted
+        pooled = self._pool(self.w * self._crop(np.asarray(values, np.float64), 0.0))
+        z0 = self._smooth(pooled)
+        rhs = np.empty((self.inverse.shape[0], 4))
+        rhs[:, 0] = z0[self.sel]
+        for i, c in enumerate(self.centre):
+            rhs[:, i + 1] = self._smooth(pooled * c)[self.sel] - self.x0[i] * rhs[:, 0]
+        coef = np.einsum("vij,vj->vi", self.inverse, rhs)
+        fields = []
+        for k in range(4):
+            block = np.zeros(self.sel.shape)
+            block[self.sel] = coef[:, k]
+            fields.append(block)
+        value = self._expand(fields[0])
+        for i in range(3):
+            value += self._expand(fields[i + 1]) * (self.fine[i] - self._expand(self.centre[i]))
         out = np.zeros(self.mask.shape, np.float32)
-        out[self.box] = block
+        n = [min(b.stop, s) - b.start for b, s in zip(self.box, self.mask.shape, strict=True)]
+        region = tuple(slice(b.start, b.start + k) for b, k in zip(self.box, n, strict=True))
+        out[region] = np.where(self.inside, value, 0.0)[tuple(slice(0, k) for k in n)]
         return out
 
     def fit_complex(self, values: np.ndarray) -> np.ndarray:
