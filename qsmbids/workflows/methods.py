@@ -19,6 +19,7 @@ _BACKGROUND = {
     "vsharp": ("qsmbids.recon.background.vsharp", "vsharp", False),
     "pdf": ("qsmbids.recon.background.pdf", "pdf", True),
     "resharp": ("qsmbids.recon.background.resharp", "resharp", False),
+    "lbv": ("qsmbids.recon.background.lbv", "lbv", False),
 }
 #: CLI name -> (module, function) in qsmbids.recon.inversion
 _INVERSION = {

@@ -17,7 +17,7 @@ from typing import Any
 
 #: method names offered on the command line, per step (first = default)
 UNWRAPPING = ("romeo", "laplacian")
-BG_REMOVAL = ("pdf", "vsharp", "resharp")
+BG_REMOVAL = ("pdf", "vsharp", "resharp", "lbv")
 INVERSION = ("tv", "tkd", "tikhonov", "rts")
 REFERENCE = ("wholebrain", "csf", "none")
 #: atlas registration presets (qsmbids.registration.SCHEDULES)

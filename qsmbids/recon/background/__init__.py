@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from qsmbids.recon.background._result import LocalField
+from qsmbids.recon.background.lbv import lbv
 from qsmbids.recon.background.pdf import pdf
 from qsmbids.recon.background.resharp import resharp
 from qsmbids.recon.background.vsharp import default_radii, mask_depth_mm, vsharp
@@ -23,6 +24,7 @@ BACKGROUND_METHODS: dict[str, Callable[..., LocalField]] = {
     "vsharp": vsharp,
     "pdf": pdf,
     "resharp": resharp,
+    "lbv": lbv,
 }
 #: methods whose model needs the B0 direction
 NEEDS_B0_DIRECTION = frozenset({"pdf"})
@@ -56,4 +58,4 @@ def remove_background(
 
 
 __all__ = ["BACKGROUND_METHODS", "DEFAULT_BACKGROUND_METHOD", "LocalField", "default_radii",
-           "mask_depth_mm", "pdf", "remove_background", "resharp", "vsharp"]
+           "lbv", "mask_depth_mm", "pdf", "remove_background", "resharp", "vsharp"]
