@@ -230,3 +230,12 @@ def test_finite_differences_match_their_kspace_form_and_the_fused_kernels():
                                  s=x.shape)
     np.testing.assert_allclose(laplacian, gradient_adjoint(gradient(x, voxel_size), voxel_size),
                                atol=1e-4)
+
+
+def test_tv_weight_follows_the_field_noise():
+    from qsmbids.recon.inversion.tv_admm import DEFAULT_LAMBDA, noise_adapted_lambda
+
+    assert noise_adapted_lambda(0.0005) == DEFAULT_LAMBDA  # where it was tuned
+    assert noise_adapted_lambda(0.005) == pytest.approx(1e-3)
+    assert noise_adapted_lambda(float("nan")) == DEFAULT_LAMBDA
+    assert noise_adapted_lambda(0.0) == DEFAULT_LAMBDA

@@ -277,6 +277,8 @@ class InversionInputSpec(_ThreadsInputSpec):
     local_field = File(exists=True, mandatory=True, desc="ppm")
     mask = File(exists=True, mandatory=True)
     method = traits.Str("tv", usedefault=True)
+    field_noise = File(exists=True, desc="standard error of the field, ppm (TV weight "
+                                         "follows its median)")
 
 
 class InversionOutputSpec(TraitedSpec):
@@ -296,8 +298,15 @@ class DipoleInversion(MeasuredInterface):
         field, img = load_image(self.inputs.local_field)
         mask = load_image(self.inputs.mask, bool)[0]
         voxel, b0 = geometry(img)
+        options = {}
+        if self.inputs.method == "tv" and isdefined(self.inputs.field_noise):
+            from qsmbids.recon.inversion.tv_admm import noise_adapted_lambda
+
+            noise = load_image(self.inputs.field_noise)[0][mask]
+            options["lam"] = noise_adapted_lambda(float(np.median(noise)) if noise.size
+                                                  else float("nan"))
         result = inversion_method(self.inputs.method)(
-            field, mask, voxel, b0, workers=self.inputs.num_threads)
+            field, mask, voxel, b0, workers=self.inputs.num_threads, **options)
         self._results["chi"] = save_like(result.chi, img, _out("chi.nii"))
         params = dict(result.parameters)
         params["B0Direction"] = [round(float(v), 6) for v in b0]

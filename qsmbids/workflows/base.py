@@ -175,6 +175,7 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         (f["mask"], f["relax"], [("mask", "mask")]),
         (f["field"], q["bg"], [("field", "field"), ("mask", "mask")]),
         (q["bg"], q["inv"], [("local_field", "local_field"), ("mask", "mask")]),
+        (f["field"], q["inv"], [("field_noise", "field_noise")]),
         (q["inv"], q["ref"], [("chi", "chi")]),
         (q["bg"], q["ref"], [("mask", "mask")]),
         (f["load"], sink, [("provenance", "prov_load")]),
