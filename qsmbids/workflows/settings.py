@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from qsmbids.recon.units import PHASE_UNITS
+
 #: method names offered on the command line, per step (first = default)
 UNWRAPPING = ("romeo", "laplacian")
 BG_REMOVAL = ("pdf", "vsharp", "resharp")
@@ -86,6 +88,10 @@ class Settings:
         or None with ``atlas_dir`` set.
     atlas_dir
         Folder with an atlas in the qsmbids layout (``atlas.json``).
+    phase_units
+        None: phase units from the sidecar and the values
+        (:func:`qsmbids.recon.phase_scaling.scale_phase_to_radians`); or one of
+        :data:`PHASE_UNITS` forcing the conversion for data the rules cannot decide.
     mask
         None for automatic masks; a NIfTI used for every run, or a folder searched
         for ``<run>*_mask.nii[.gz]``.
@@ -114,6 +120,7 @@ class Settings:
     atlas: str | None = "default"
     atlas_dir: Path | None = None
     mask: Path | None = None
+    phase_units: str | None = None
     plugin: str = "MultiProc"
     plugin_args: str = "{}"
     nprocs: int = field(default_factory=_cpu_count)
@@ -132,6 +139,9 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; "
                                  f"got {getattr(self, name)!r}")
+        if self.phase_units is not None and self.phase_units not in PHASE_UNITS:
+            raise ValueError(f"phase_units must be one of {', '.join(PHASE_UNITS)} or None; "
+                             f"got {self.phase_units!r}")
         if self.omp_nthreads <= 0:
             object.__setattr__(self, "omp_nthreads", max(1, self.nprocs))
 
