@@ -232,6 +232,7 @@ def test_guessed_units_and_flat_map_reach_sidecar_log_report_and_group_qc(arbitr
     assert side["ProcessingSteps"][0]["Info"]["PhaseUnitsGuessed"] is True
     log = (auto / "sub-01/log/sub-01.log").read_text()
     assert "QC FLAG sub-01 [phase_units_guessed]" in log
+    assert "phase scaling: units guessed" in log
     html = (auto / "sub-01.html").read_text()
     assert "[phase_units_guessed]" in html and "Phase scaling: units guessed" in html
     group = read_qc_tsv(auto / "group_qc.tsv")

@@ -91,7 +91,8 @@ def _phase_scaling(sidecar: Path) -> dict:
 
 
 def record_qc_flags(settings: Settings, run: GreRun, context: NameContext, warnings,
-                    say: Callable[[str], None] | None = None) -> list[str]:
+                    say: Callable[[str], None] | None = None,
+                    phase_rule: str | None = None) -> list[str]:
     """Write a run's QC findings into its Chimap sidecars and log; return the flag codes.
 
     Parameters
@@ -103,6 +104,8 @@ def record_qc_flags(settings: Settings, run: GreRun, context: NameContext, warni
     say
         Where to print the flags for the user (e.g. the progress stream); None: as
         warnings of the ``qsmbids`` logger.
+    phase_rule
+        The phase-scaling rule the run used (written into its log).
     """
     from qsmbids.report.qc_metrics import critical_flags
 
@@ -114,9 +117,11 @@ def record_qc_flags(settings: Settings, run: GreRun, context: NameContext, warni
     log = log_path(settings.output_dir, run.entities)
     lines = [f"QC FLAG {run.prefix} [{w.code}]: {w.message}" for w in warnings
              if w.code in flags]
-    if lines and log.parent.is_dir():
+    notes = [f"phase scaling: {phase_rule}"] if phase_rule else []
+    if (lines or notes) and log.parent.is_dir():
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(log, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{stamp} {note}\n" for note in notes)
             handle.writelines(f"{stamp} WARNING {line}\n" for line in lines)
     for line in lines:  # on the command's output when there is one, else the logger
         if say is not None:
@@ -150,8 +155,10 @@ def write_participant_reports(settings: Settings, runs: list[GreRun], context: N
             report = write_participant_report(settings.output_dir, inputs,
                                               methods_text=methods_text)
             written[subject] = str(getattr(report, "html", report))
-            for run, found in zip(subject_runs, getattr(report, "runs", ()), strict=False):
-                record_qc_flags(settings, run, context, found.warnings, say)
+            for run, described, found in zip(subject_runs, inputs,
+                                             getattr(report, "runs", ()), strict=False):
+                record_qc_flags(settings, run, context, found.warnings, say,
+                                described.phase_units_rule)
         except Exception as exc:  # reports are QC aids: never fail the runs
             written[subject] = f"report failed: {type(exc).__name__}: {exc}"
     return written
