@@ -249,3 +249,47 @@ def test_guessed_units_and_flat_map_reach_sidecar_log_report_and_group_qc(arbitr
     # the flags kept the manifest exact: a rerun skips the finished run
     assert run_state(rad, {"sub": "01"}, json.loads(
         (rad / "sub-01/log/sub-01_manifest.json").read_text())["SettingsHash"]).complete
+
+
+# ------------------------------------------------------------------ real 7 T data
+
+_CROP = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / \
+    "mriresearchtools-7t-crop"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_CROP / "Phase.nii.gz").is_file(),
+                    reason=f"real 7 T crop not found at {_CROP} (the shared realdata folder "
+                           "is not part of the repository)")
+def test_real_7t_crop_gives_a_real_map_and_the_old_reading_is_flagged(tmp_path):
+    """The 7 T in-vivo crop (float phase in arbitrary units, no sidecar Units), through
+    the whole pipeline: automatic scaling gives an in-vivo spread, flagged only for the
+    guessed units and the cut field of view; reading the phase as radians (the old
+    rule) gives a flat map that is flagged ``chi_flat``."""
+    import nibabel as nib
+
+    from qsmbids.cli.main import main
+
+    anat = tmp_path / "bids" / "sub-7t" / "anat"
+    anat.mkdir(parents=True)
+    new_dataset(tmp_path / "bids")
+    for part, name in (("mag", "Mag"), ("phase", "Phase")):
+        img = nib.load(_CROP / f"{name}.nii.gz")
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        for echo, te in enumerate((0.004, 0.008, 0.012), start=1):
+            stem = anat / f"sub-7t_echo-{echo}_part-{part}_MEGRE"
+            nib.save(nib.Nifti1Image(data[..., echo - 1], img.affine, img.header),
+                     f"{stem}.nii.gz")
+            Path(f"{stem}.json").write_text(json.dumps(
+                {"EchoTime": te, "MagneticFieldStrength": 7.0}))
+    flags = {}
+    for name, extra in (("auto", []), ("rad", ["--phase-units", "rad"])):
+        out = tmp_path / name
+        assert main([str(tmp_path / "bids"), str(out), "participant", "--atlas", "none",
+                     "--nprocs", "1", "-w", str(tmp_path / f"w-{name}"), "--no-progress",
+                     *extra]) == 0
+        row = read_qc_tsv(out / "sub-7t" / "figures" / "sub-7t_qc.tsv")[0]
+        flags[name] = (set(row["qc_flags"].split(",")), float(row["chi_iqr"]))
+    assert flags["auto"][0] == {"mask_edge", "phase_units_guessed"}
+    assert 0.01 < flags["auto"][1] < 0.08  # in-vivo spread (measured 0.022 ppm)
+    assert "chi_flat" in flags["rad"][0] and flags["rad"][1] < 0.001
