@@ -94,6 +94,10 @@ def test_mask_volume_is_judged_only_when_the_mask_does_not_touch_the_edge():
     crop = np.ones((30, 30, 30), bool)
     codes = _codes(compute_run_qc(crop, (0.47, 0.47, 1.0)))
     assert "mask_edge" in codes and not {"mask_volume", "mask_box"} & codes
+    # ... but a cut field of view cannot make a mask larger: scalp and background
+    # included (the Philips head's automatic mask: 3053 ml, touching z- and z+)
+    codes = _codes(compute_run_qc(crop, (5.0, 5.0, 5.0)))  # 3375 ml
+    assert {"mask_edge", "mask_volume"} <= codes
     brain = _ball(radius=15.0, shape=(40, 40, 40))  # ~900 ml, not touching
     assert not {"mask_volume", "mask_edge", "mask_box", "mask_fragmented"} & _codes(
         compute_run_qc(brain, VOXEL))

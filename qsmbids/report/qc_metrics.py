@@ -53,7 +53,9 @@ class QCThresholds:
         Largest acceptable fraction of mask voxels on the outer faces of the image
         (a brain cut by the field of view, or a mask that leaked into the background).
     min_mask_volume_ml, max_mask_volume_ml
-        Plausible brain-mask volume (ml) of an adult head.
+        Plausible brain-mask volume (ml) of an adult head (adult brains are about
+        1100-1700 ml; the limits leave room for large heads and CSF). A mask that
+        touches the image edge (a cut field of view) is only held to the upper limit.
     min_template_dice
         Smallest acceptable Dice overlap between the registered template's brain and
         the subject's brain mask (a failed registration scores far lower).
@@ -342,23 +344,26 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
         if qc.mask_volume_ml == 0:
             out.append(QCWarning("mask_empty", "The brain mask is empty: check the magnitude "
                                  "images, or pass a mask with --mask."))
-        elif (not partial_fov
-              and not t.min_mask_volume_ml <= qc.mask_volume_ml <= t.max_mask_volume_ml):
+        # a field of view that cuts the brain only makes the mask smaller: then only
+        # the upper limit is judged
+        elif (qc.mask_volume_ml > t.max_mask_volume_ml
+              or (not partial_fov and qc.mask_volume_ml < t.min_mask_volume_ml)):
+            cut = " (too large even for a cut field of view)" if partial_fov else ""
             out.append(QCWarning(
                 "mask_volume",
                 f"The brain mask is {qc.mask_volume_ml:.0f} ml, outside the expected "
-                f"{t.min_mask_volume_ml:.0f}-{t.max_mask_volume_ml:.0f} ml of an adult brain "
-                "(checked because the mask does not touch the image edge): check that it "
-                "neither cuts brain off nor includes skull or background; pass a mask with "
-                "--mask if it does."))
+                f"{t.min_mask_volume_ml:.0f}-{t.max_mask_volume_ml:.0f} ml of an adult "
+                f"brain{cut}: check that it neither cuts brain off nor includes skull or "
+                "background; pass a mask with --mask if it does."))
     if partial_fov:
         out.append(QCWarning(
             "mask_edge",
             f"The brain mask touches the edge of the image ({qc.mask_edge_faces}; "
             f"{100 * qc.mask_edge_fraction:.2f}% of its voxels): the brain may be cut by the "
-            "field of view (a partial-coverage or cropped scan: then the mask volume and "
-            "compactness are not checked, and background-field removal near the cut is "
-            "less reliable) or the mask may have leaked into the background."))
+            "field of view (a partial-coverage or cropped scan: then only an oversized "
+            "mask is flagged, compactness is not checked, and background-field removal "
+            "near the cut is less reliable) or the mask may have leaked into the "
+            "background."))
     if (qc.mask_largest_fraction is not None and qc.mask_components
             and qc.mask_largest_fraction < t.min_mask_largest_fraction):
         out.append(QCWarning(
