@@ -204,6 +204,9 @@ def test_sidecar_update_keeps_the_run_complete(tmp_path):
 def arbitrary_runs(tmp_path_factory):
     """Phase in arbitrary float units (+-0.0037 per period, no sidecar Units), processed
     automatically (units guessed) and with --phase-units rad (the old reading: flat map)."""
+    import contextlib
+    import io
+
     from qsmbids.cli.main import main
 
     root = tmp_path_factory.mktemp("arbitrary")
@@ -212,14 +215,17 @@ def arbitrary_runs(tmp_path_factory):
     outputs = {}
     for name, extra in (("auto", []), ("rad", ["--phase-units", "rad"])):
         out = root / name
-        code = main([str(bids), str(out), "participant", "--atlas", "none", "--preset", "fast",
-                     "--nprocs", "1", "-w", str(root / f"work-{name}"), "--no-progress",
-                     *extra])
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            code = main([str(bids), str(out), "participant", "--atlas", "none", "--preset",
+                         "fast", "--nprocs", "1", "-w", str(root / f"work-{name}"),
+                         "--no-progress", *extra])
+            # without an atlas there are no regional tables, so the group level stops
+            # with an error after it has written group_qc.tsv (the part checked here)
+            main([str(bids), str(out), "group"])
         assert code == 0
-        # without an atlas there are no regional tables, so the group level stops with
-        # an error after it has written group_qc.tsv (the part checked here)
-        main([str(bids), str(out), "group"])
         outputs[name] = out
+        outputs[f"{name}-output"] = said.getvalue()
     return outputs
 
 
@@ -234,6 +240,8 @@ def test_guessed_units_and_flat_map_reach_sidecar_log_report_and_group_qc(arbitr
     side = _chimap_sidecar(auto)
     assert "phase_units_guessed" in side["QCFlags"] and "chi_flat" not in side["QCFlags"]
     assert side["ProcessingSteps"][0]["Info"]["PhaseUnitsGuessed"] is True
+    assert "QC FLAG sub-01 [phase_units_guessed]" in arbitrary_runs["auto-output"]
+    assert "1 of 1 run(s) QC-flagged" in arbitrary_runs["auto-output"]
     log = (auto / "sub-01/log/sub-01.log").read_text()
     assert "QC FLAG sub-01 [phase_units_guessed]" in log
     assert "phase scaling: units guessed" in log
@@ -247,6 +255,7 @@ def test_guessed_units_and_flat_map_reach_sidecar_log_report_and_group_qc(arbitr
     assert "chi_flat" in side["QCFlags"] and "phase_units_guessed" not in side["QCFlags"]
     assert any("--phase-units" in w for w in side["QCWarnings"] if "[chi_flat]" in w)
     assert "QC FLAG sub-01 [chi_flat]" in (rad / "sub-01/log/sub-01.log").read_text()
+    assert "QC FLAG sub-01 [chi_flat]" in arbitrary_runs["rad-output"]
     assert "[chi_flat]" in (rad / "sub-01.html").read_text()
     row = read_qc_tsv(rad / "group_qc.tsv")[0]
     assert "chi_flat" in row["qc_flags"].split(",") and float(row["chi_iqr"]) < 0.005
