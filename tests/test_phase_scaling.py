@@ -150,6 +150,9 @@ def test_levelled_float_phase_uses_the_number_of_levels(truth):
     _check(result, truth, np.pi / 4096 + 1e-5)
     assert result.guessed and "4096 levels" in result.rule
     assert result.warning is None  # levelled: clearly one period of arbitrary units
+    declared = scale_phase_to_radians(stored, units="arbitrary")
+    assert not declared.guessed and declared.rule.startswith("sidecar Units=arbitrary")
+    np.testing.assert_array_equal(declared.phase, result.phase)
 
 
 def test_small_range_radians_with_sidecar_units_are_trusted(truth):

@@ -186,8 +186,10 @@ def scale_phase_to_radians(phase: np.ndarray, units: str | None = None,
        integer data, ``(max - min) * n / (n - 1)`` for float data on ``n`` regular
        levels, and ``max - min`` for continuous float data.
 
-    The units count as *guessed* under rules 4 (no sidecar ``Units``, no Siemens
-    integers, no full-span radians): the QC reports flag such runs. A *warning* is
+    The units count as *guessed* under rule 4 unless the sidecar says
+    ``Units: arbitrary`` (then the rescaling is what the data declare): no sidecar
+    ``Units``, no Siemens integers, no full-span radians. The QC reports flag such
+    runs. A *warning* is
     set when the guess is doubtful: continuous float data whose span is not within
     10 % of 2*pi (nothing says that span is one period), data inside [-pi, pi] that
     do not fill it (radians with little variation, or arbitrary units?), or a
@@ -257,8 +259,10 @@ def scale_phase_to_radians(phase: np.ndarray, units: str | None = None,
         rule = ("values fill [-pi, pi) (no sidecar Units): taken as radians, wrapped")
     else:
         radians, rule, levelled = _rescale(values, lo, hi)
-        guessed = True
-        rule = f"units guessed (no sidecar Units=rad): {rule}"
+        declared = units is not None and units.strip().lower() == "arbitrary"
+        guessed = not declared
+        rule = (f"sidecar Units=arbitrary: {rule}" if declared
+                else f"units guessed (no sidecar Units): {rule}")
         span = hi - lo
         hint = ("; if this is wrong pass --phase-units rad|siemens|arbitrary "
                 "(or set Units in the phase sidecar)")
