@@ -82,6 +82,11 @@ class LoadGre(MeasuredInterface):
             imag, _ = stack(spec["imag"])
             converted = magnitude_phase_from_complex(real, imag)
             magnitude, phase, rule = converted.magnitude, converted.phase, converted.rule
+            units_info = {"PhaseUnitsRule": rule, "PhaseUnitsGuessed": False}
+            if isdefined(self.inputs.phase_units):
+                units_info["PhaseUnitsWarning"] = (
+                    f"--phase-units {self.inputs.phase_units} ignored: the phase comes "
+                    "from real/imaginary parts")
             del real, imag
         else:
             magnitude, ref = stack(spec["magnitude"])

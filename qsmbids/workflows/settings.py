@@ -75,6 +75,10 @@ class Settings:
         pybids filters keyed by query (``megre``, ``t1w``), as JSON text (hashable).
     field_strength
         B0 in tesla overriding/replacing ``MagneticFieldStrength`` (None: sidecars).
+    phase_units
+        None: phase units from the sidecar and the values
+        (:func:`qsmbids.recon.phase_scaling.scale_phase_to_radians`); or one of
+        :data:`PHASE_UNITS` forcing the conversion for data the rules cannot decide.
     unwrapping, bg_removal, inversion, reference
         Method per step (see the module constants).
     registration
@@ -88,10 +92,6 @@ class Settings:
         or None with ``atlas_dir`` set.
     atlas_dir
         Folder with an atlas in the qsmbids layout (``atlas.json``).
-    phase_units
-        None: phase units from the sidecar and the values
-        (:func:`qsmbids.recon.phase_scaling.scale_phase_to_radians`); or one of
-        :data:`PHASE_UNITS` forcing the conversion for data the rules cannot decide.
     mask
         None for automatic masks; a NIfTI used for every run, or a folder searched
         for ``<run>*_mask.nii[.gz]``.
@@ -110,6 +110,7 @@ class Settings:
     session_label: tuple[str, ...] = ()
     bids_filters: str = "{}"
     field_strength: float | None = None
+    phase_units: str | None = None
     unwrapping: str = PRESETS[DEFAULT_PRESET]["unwrapping"]
     bg_removal: str = PRESETS[DEFAULT_PRESET]["bg_removal"]
     inversion: str = PRESETS[DEFAULT_PRESET]["inversion"]
@@ -120,7 +121,6 @@ class Settings:
     atlas: str | None = "default"
     atlas_dir: Path | None = None
     mask: Path | None = None
-    phase_units: str | None = None
     plugin: str = "MultiProc"
     plugin_args: str = "{}"
     nprocs: int = field(default_factory=_cpu_count)
