@@ -160,6 +160,29 @@ def test_inverted_nuclei_point_at_the_phase_sign(sign, inverted):
     assert ("nuclei_inverted" in _codes(qc)) is inverted
 
 
+def test_report_shows_inverted_nuclei_of_a_sign_flipped_map(tmp_path):
+    """The report's QC uses the atlas labels: a QSM of the opposite sign (a phase-sign
+    error) is flagged ``nuclei_inverted`` in the HTML and the QC table."""
+    import dataclasses
+
+    import nibabel as nib
+    from report_inputs import synthetic_run
+
+    from qsmbids.report.participant import write_participant_report
+
+    run = synthetic_run(tmp_path / "in", "sub-01", with_tsv=False, voxel_mm=4.0)
+    qsm = nib.load(run.qsm)
+    flipped = nib.Nifti1Image(-np.asanyarray(qsm.dataobj), qsm.affine)
+    report = write_participant_report(tmp_path / "out", [dataclasses.replace(
+        run, qsm=flipped, template=None, phase_units_rule="values fill [-pi, pi)")])
+    found = {w.code: w.message for w in report.runs[0].warnings}
+    assert "nuclei_inverted" in found and "phase sign may be inverted" in found[
+        "nuclei_inverted"]
+    assert "nuclei_inverted" in report.runs[0].qc_row["qc_flags"].split(",")
+    html = report.html.read_text()
+    assert "[nuclei_inverted]" in html and "Phase scaling: values fill" in html
+
+
 # ------------------------------------------------------------------ tables and sidecars
 
 
