@@ -77,8 +77,10 @@ def write_signal(root: Path, stem: str, magnitude: np.ndarray, phase: np.ndarray
                  phase_units: str = "rad") -> None:
     """Write magnitude/phase (x, y, z, echo) as per-echo MEGRE NIfTIs with JSON sidecars.
 
-    ``phase_units``: ``rad`` (float radians, sidecar Units rad) or ``siemens``
-    (integers -4096..4094 stored as 0..4095 with slope 2 / intercept -4096, no Units).
+    ``phase_units``: ``rad`` (float radians, sidecar Units rad), ``siemens``
+    (integers -4096..4094 stored as 0..4095 with slope 2 / intercept -4096, no Units) or
+    ``arbitrary`` (float, one period = -0.0037..+0.0037 as some research converters
+    write it, no Units).
     """
     path = root / stem
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,9 @@ def write_signal(root: Path, stem: str, magnitude: np.ndarray, phase: np.ndarray
             stored = np.clip(np.round(phase[..., n - 1] * 4096 / np.pi), -4096, 4094)
             img = nib.Nifti1Image(((stored + 4096) / 2).astype(np.uint16), affine)
             img.header.set_slope_inter(2.0, -4096.0)
+        elif phase_units == "arbitrary":
+            img = nib.Nifti1Image((phase[..., n - 1] * (0.0036743774 / np.pi)).astype(
+                np.float32), affine)
         else:
             img = nib.Nifti1Image(phase[..., n - 1].astype(np.float32), affine)
             meta["Units"] = "rad"

@@ -153,3 +153,33 @@ def test_mask_and_atlas_resolution(tmp_path, monkeypatch):
     assert resolve_atlas(_settings(tmp_path, atlas="none")) is None
     with pytest.raises(SetupError, match=r"no atlas\.json"):
         resolve_atlas(_settings(tmp_path, atlas_dir=tmp_path / "empty"))
+
+
+def test_phase_units_override_reaches_load_gre(tmp_path, monkeypatch):
+    from qsmbids.interfaces.recon import LoadGre
+
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01", seed=1, phase_units="arbitrary")
+    argv = [str(bids), str(tmp_path / "o"), "participant"]
+    auto = settings_from_args(parse_args(argv))
+    forced = settings_from_args(parse_args([*argv, "--phase-units", "arbitrary"]))
+    assert auto.phase_units is None and forced.phase_units == "arbitrary"
+    assert auto.digest() != forced.digest()
+    with pytest.raises(SystemExit):
+        parse_args([*argv, "--phase-units", "degrees"])
+    run = discover_runs(bids).runs[0]
+    wf = init_participant_wf(forced, [RunInputs(run, None, None, NameContext())])
+    load = next(n for n in wf._create_flat_graph().nodes() if n.name == "load")
+    assert load.inputs.phase_units == "arbitrary"
+    # the interface hands the override to the scaling and records it for the sidecars
+    monkeypatch.chdir(tmp_path)
+    for override, guessed in ((None, True), ("arbitrary", False)):
+        interface = LoadGre(run_spec=load.inputs.run_spec)
+        if override:
+            interface.inputs.phase_units = override
+        result = interface.run()
+        record = json.loads(Path(result.outputs.provenance).read_text())
+        assert record["Parameters"]["Override"] == override
+        assert record["Info"]["PhaseUnitsGuessed"] is guessed
+        assert record["Algorithm"].startswith("--phase-units arbitrary" if override
+                                              else "units guessed")

@@ -530,3 +530,46 @@ def write_run_outputs(
         "Files": recorded,
     })
     return written
+
+
+def sidecar_path(output_dir: Path, run_entities: Mapping[str, str], kind: str,
+                 context: NameContext = NameContext()) -> Path:
+    """JSON sidecar of a run output (it may not exist)."""
+    dst = run_folder(output_dir, run_entities) / derivative_name(run_entities, kind, context)
+    return dst.with_name(dst.name[: -len(OUTPUT_KINDS[kind].extension)] + ".json")
+
+
+def update_run_sidecar(output_dir: Path, run_entities: Mapping[str, str], kind: str,
+                       fields: Mapping[str, Any], *,
+                       context: NameContext = NameContext()) -> Path | None:
+    """Set keys of a finished run's sidecar (after QC); keep its manifest entry exact.
+
+    Keys whose value is None are removed. The sidecar is rewritten atomically and,
+    when the run's manifest lists it, its recorded size is updated (also atomically),
+    so :func:`run_state` still finds the run complete.
+
+    Returns
+    -------
+    Path or None
+        The sidecar, or None when the run has no such sidecar.
+    """
+    side = sidecar_path(output_dir, run_entities, kind, context)
+    if not side.is_file():
+        return None
+    content = json.loads(side.read_text())
+    for key, value in fields.items():
+        if value is None:
+            content.pop(key, None)
+        else:
+            content[key] = value
+    atomic_write_json(side, content)
+    manifest_file = manifest_path(output_dir, run_entities)
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return side
+    rel = side.relative_to(Path(output_dir)).as_posix()
+    if rel in manifest.get("Files", {}):
+        manifest["Files"][rel] = side.stat().st_size
+        atomic_write_json(manifest_file, manifest)
+    return side

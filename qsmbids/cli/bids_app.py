@@ -36,6 +36,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         field_strength=args.field_strength, unwrapping=args.unwrapping,
         bg_removal=args.bg_removal, inversion=args.inversion, reference=args.reference,
         atlas=args.atlas, atlas_dir=args.atlas_dir, mask=args.mask,
+        phase_units=getattr(args, "phase_units", None),
         registration=getattr(args, "registration", None),
         deterministic=getattr(args, "deterministic", False),
         plugin=args.plugin, plugin_args=json.dumps(args.plugin_args or {}),

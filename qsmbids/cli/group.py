@@ -18,6 +18,9 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
     :func:`qsmbids.report.group.write_group_report`. Shared files are written under
     the OUTPUT_DIR lock, so a group step can run while participant jobs finish.
 
+    ``group_qc.tsv`` (the participants' QC rows) is written first, also when there are
+    no regional tables (``--atlas none``), and its QC-flagged runs are listed.
+
     Returns
     -------
     int
@@ -34,6 +37,7 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
             stream.write(text + "\n")
 
     init_output_dir(settings.output_dir, settings.bids_dir)
+    qc_table = _write_group_qc(settings.output_dir, say)
     participants = Path(settings.bids_dir) / "participants.tsv"
     try:
         with output_lock(settings.output_dir):
@@ -49,9 +53,28 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
         from qsmbids.report.group import write_group_report
 
         report = write_group_report(settings.output_dir, settings.bids_dir,
-                                    regional_table=long_path)
+                                    regional_table=long_path, qc_table=qc_table)
         say(f"qsmbids: wrote {getattr(report, 'html', report)}")
     except Exception as exc:  # the report must not hide the tables
         say(f"qsmbids: group report failed: {type(exc).__name__}: {exc}")
         return int(ExitCode.RUNS_FAILED)
     return int(ExitCode.OK)
+
+
+def _write_group_qc(output_dir: Path, say) -> Path | None:
+    """``OUTPUT_DIR/group_qc.tsv`` from the participants' QC tables; say which runs are
+    QC-flagged. None when no participant has a QC table yet."""
+    from qsmbids.bids.derivatives import output_lock
+    from qsmbids.report.qc_metrics import read_qc_tsv, write_cohort_qc_tsv
+
+    found = sorted(Path(output_dir).glob("sub-*/figures/sub-*_qc.tsv"))
+    if not found:
+        return None
+    with output_lock(output_dir):
+        path = write_cohort_qc_tsv(found, Path(output_dir) / "group_qc.tsv")
+    rows = read_qc_tsv(path)
+    flagged = [r for r in rows if r.get("qc_flags") not in (None, "", "n/a")]
+    say(f"qsmbids: wrote {path} ({len(flagged)} of {len(rows)} run(s) QC-flagged)")
+    for row in flagged:
+        say(f"  QC FLAG {row['run_id']}: {row['qc_flags']} (see the sub-*.html report)")
+    return path

@@ -22,6 +22,7 @@ from qsmbids.workflows.settings import (
     BG_REMOVAL,
     DEFAULT_PRESET,
     INVERSION,
+    PHASE_UNITS,
     PLUGINS,
     PRESETS,
     REFERENCE,
@@ -162,6 +163,13 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     meth.add_argument("--field-strength", type=_positive_float, default=None, metavar="TESLA",
                       help="B0 used where sidecars lack MagneticFieldStrength (overrides it "
                            "where present, with a note in the log)")
+    meth.add_argument("--phase-units", choices=PHASE_UNITS, default=None,
+                      help="force how the stored phase is read, for data the automatic rules "
+                           "cannot decide (the log and sidecars say which rule was used): "
+                           "rad (trust the values), siemens (12-bit integers), arbitrary "
+                           "(rescale min..max over all echoes to one period); default: "
+                           "sidecar Units, Siemens integers, full-span radians, else rescale "
+                           "with a QC flag")
     meth.add_argument("--mask", type=Path, default=None, metavar="PATH",
                       help="brain mask: a NIfTI used for every run, or a folder searched for "
                            "'<run>*_mask.nii[.gz]'; default: computed from the magnitude")

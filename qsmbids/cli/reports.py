@@ -1,14 +1,35 @@
-"""Participant HTML reports (issue 9's renderer) from the derivatives a participant run wrote."""
+"""Participant HTML reports (issue 9's renderer) from the derivatives a participant run wrote.
+
+The report's QC is also where the run's QC flags are decided
+(:func:`qsmbids.report.qc_metrics.qc_warnings`); the flags that make the values
+untrustworthy go from here into the Chimap sidecars (``QCFlags``, ``QCWarnings``), the
+run's log and the command's output, so a flat map or a guessed phase scaling is never
+only in the HTML.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
-from qsmbids.bids.derivatives import NameContext, derivative_name, run_folder
+from qsmbids.bids.derivatives import (
+    NameContext,
+    derivative_name,
+    log_path,
+    run_folder,
+    update_run_sidecar,
+)
 from qsmbids.bids.discovery import GreRun
 from qsmbids.workflows.settings import Settings
+
+LOGGER = logging.getLogger("qsmbids")
+
+#: the sidecars that carry a run's QC flags
+FLAGGED_KINDS = ("chi", "chi_template")
 
 
 def _existing(path: Path) -> Path | None:
@@ -27,6 +48,9 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
 
     similarity = None
     extra = {}
+    chi = out("chi")
+    if chi is not None:
+        extra.update(_phase_scaling(Path(str(chi).replace(".nii.gz", ".json"))))
     chi_template = out("chi_template")
     if chi_template is not None:
         side = json.loads(Path(str(chi_template).replace(".nii.gz", ".json")).read_text())
@@ -38,7 +62,9 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
     if atlas_dir is not None:
         from qsmbids.atlas.model import load_atlas
 
-        extra["regions"] = dict(load_atlas(atlas_dir, check_images=False).regions)
+        atlas = load_atlas(atlas_dir, check_images=False)
+        extra["regions"] = dict(atlas.regions)
+        extra["references"] = dict(atlas.references)
     magnitude = run.magnitude[0] if run.magnitude else out("magnitude")
     return RunReportInputs(
         participant_id=f"sub-{run.subject}", run_id=run.prefix,
@@ -49,9 +75,67 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
         registration_similarity=similarity, warnings=tuple(run.notes), **extra)
 
 
+def _phase_scaling(sidecar: Path) -> dict:
+    """``phase_units_*`` report fields from the phase-scaling step in a Chimap sidecar."""
+    try:
+        steps = json.loads(sidecar.read_text()).get("ProcessingSteps", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    for step in steps:
+        if step.get("Step") == "phase scaling":
+            info = step.get("Info", {})
+            return {"phase_units_rule": step.get("Algorithm"),
+                    "phase_units_guessed": info.get("PhaseUnitsGuessed"),
+                    "phase_units_warning": info.get("PhaseUnitsWarning")}
+    return {}
+
+
+def record_qc_flags(settings: Settings, run: GreRun, context: NameContext, warnings,
+                    say: Callable[[str], None] | None = None,
+                    phase_rule: str | None = None) -> list[str]:
+    """Write a run's QC findings into its Chimap sidecars and log; return the flag codes.
+
+    Parameters
+    ----------
+    settings, run, context
+        Locate the run's outputs.
+    warnings
+        :class:`qsmbids.report.qc_metrics.QCWarning` of the run (from its report).
+    say
+        Where to print the flags for the user (e.g. the progress stream); None: as
+        warnings of the ``qsmbids`` logger.
+    phase_rule
+        The phase-scaling rule the run used (written into its log).
+    """
+    from qsmbids.report.qc_metrics import critical_flags
+
+    flags = critical_flags(w.code for w in warnings)
+    fields = {"QCFlags": flags or None,
+              "QCWarnings": [f"[{w.code}] {w.message}" for w in warnings] or None}
+    for kind in FLAGGED_KINDS:
+        update_run_sidecar(settings.output_dir, run.entities, kind, fields, context=context)
+    log = log_path(settings.output_dir, run.entities)
+    lines = [f"QC FLAG {run.prefix} [{w.code}]: {w.message}" for w in warnings
+             if w.code in flags]
+    notes = [f"phase scaling: {phase_rule}"] if phase_rule else []
+    if (lines or notes) and log.parent.is_dir():
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{stamp} {note}\n" for note in notes)
+            handle.writelines(f"{stamp} WARNING {line}\n" for line in lines)
+    for line in lines:  # on the command's output when there is one, else the logger
+        if say is not None:
+            say(f"qsmbids: {line}")
+        else:
+            LOGGER.warning(line)
+    return flags
+
+
 def write_participant_reports(settings: Settings, runs: list[GreRun], context: NameContext,
-                              atlas_dir: Path | None, methods_text: str) -> dict[str, str]:
-    """One ``sub-X.html`` per participant with completed runs.
+                              atlas_dir: Path | None, methods_text: str,
+                              say: Callable[[str], None] | None = None) -> dict[str, str]:
+    """One ``sub-X.html`` per participant with completed runs; the QC flags of each run
+    go into its Chimap sidecars and log (:func:`record_qc_flags`) and to ``say``.
 
     Returns
     -------
@@ -71,6 +155,10 @@ def write_participant_reports(settings: Settings, runs: list[GreRun], context: N
             report = write_participant_report(settings.output_dir, inputs,
                                               methods_text=methods_text)
             written[subject] = str(getattr(report, "html", report))
+            for run, described, found in zip(subject_runs, inputs,
+                                             getattr(report, "runs", ()), strict=False):
+                record_qc_flags(settings, run, context, found.warnings, say,
+                                described.phase_units_rule)
         except Exception as exc:  # reports are QC aids: never fail the runs
             written[subject] = f"report failed: {type(exc).__name__}: {exc}"
     return written

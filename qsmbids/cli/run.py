@@ -309,7 +309,7 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
         done_runs = [r for r in discovery.runs if r.prefix in finished]
         for subject, where in write_participant_reports(
                 settings, done_runs, context, atlas_dir,
-                methods_boilerplate(settings, atlas_dir)).items():
+                methods_boilerplate(settings, atlas_dir), say=say).items():
             say(f"qsmbids: sub-{subject} report: {where}")
     return report(outcomes, stream, graph=settings.graph_plugin and bool(todo))
 

@@ -47,6 +47,7 @@ class _ThreadsInputSpec(BaseInterfaceInputSpec):
 
 class LoadGreInputSpec(BaseInterfaceInputSpec):
     run_spec = traits.Str(mandatory=True, desc="JSON: files per part, echo times, units")
+    phase_units = traits.Str(desc="--phase-units override: rad, siemens or arbitrary")
 
 
 class LoadGreOutputSpec(TraitedSpec):
@@ -68,6 +69,7 @@ class LoadGre(MeasuredInterface):
         )
 
         spec = json.loads(self.inputs.run_spec)
+        units_info: dict = {}
 
         def stack(paths):
             volumes = [np.asarray(nib.load(p).dataobj, dtype=np.float32) for p in paths]
@@ -80,12 +82,21 @@ class LoadGre(MeasuredInterface):
             imag, _ = stack(spec["imag"])
             converted = magnitude_phase_from_complex(real, imag)
             magnitude, phase, rule = converted.magnitude, converted.phase, converted.rule
+            units_info = {"PhaseUnitsRule": rule, "PhaseUnitsGuessed": False}
+            if isdefined(self.inputs.phase_units):
+                units_info["PhaseUnitsWarning"] = (
+                    f"--phase-units {self.inputs.phase_units} ignored: the phase comes "
+                    "from real/imaginary parts")
             del real, imag
         else:
             magnitude, ref = stack(spec["magnitude"])
             raw_phase, _ = stack(spec["phase"])
-            scaled = scale_phase_to_radians(raw_phase, spec.get("phase_units"))
+            override = self.inputs.phase_units if isdefined(self.inputs.phase_units) else None
+            scaled = scale_phase_to_radians(raw_phase, spec.get("phase_units"), override)
             phase, rule = scaled.phase, scaled.rule
+            units_info = {"PhaseUnitsRule": rule, "PhaseUnitsGuessed": scaled.guessed}
+            if scaled.warning:
+                units_info["PhaseUnitsWarning"] = scaled.warning
             del raw_phase
         ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), ref.affine, ref.header)
         self._results["magnitude"] = save_like(magnitude, ref3, _out("magnitude.nii"))
@@ -93,7 +104,9 @@ class LoadGre(MeasuredInterface):
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "phase scaling", rule,
             {"EchoTime": spec["echo_times"], "Parts": "real/imag" if spec["real"] else
-             "mag/phase"})
+             "mag/phase", "SidecarUnits": spec.get("phase_units"),
+             "Override": self.inputs.phase_units if isdefined(self.inputs.phase_units)
+             else None}, units_info)
         return runtime
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+#: names of the stored-phase conventions a user can force (``--phase-units``): ``rad``
+#: trusted, ``siemens`` the 12-bit integer conventions, ``arbitrary`` the pooled
+#: min..max rescaled to one period (see :mod:`qsmbids.recon.phase_scaling`)
+PHASE_UNITS: tuple[str, ...] = ("rad", "siemens", "arbitrary")
+
 #: proton gyromagnetic ratio over 2*pi, in MHz/T (CODATA 2018)
 GAMMA_BAR_MHZ_PER_T = 42.577478518
 

@@ -31,6 +31,7 @@ from qsmbids.report.qc_metrics import (
     QCWarning,
     RunQC,
     compute_run_qc,
+    critical_flags,
     qc_row,
     qc_warnings,
     write_qc_tsv,
@@ -100,6 +101,12 @@ class RunReportInputs:
         Similarity reported by the registration and the metric's name.
     unwrap_corrections
         Number of corrections the unwrapping step reported.
+    references
+        The atlas's reference regions (``WhiteMatter`` -> labels of ``dseg``) for the
+        phase-sign check of the nuclei; empty: compared with the brain median.
+    phase_units_rule, phase_units_guessed, phase_units_warning
+        What the phase scaling step did (``PhaseUnitsRule``, ``PhaseUnitsGuessed``,
+        ``PhaseUnitsWarning`` of its provenance, in the Chimap sidecar).
     warnings
         Extra warnings from the pipeline (plain-language sentences).
     """
@@ -123,6 +130,10 @@ class RunReportInputs:
     registration_similarity: float | None = None
     registration_metric: str | None = None
     unwrap_corrections: int | None = None
+    references: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+    phase_units_rule: str | None = None
+    phase_units_guessed: bool | None = None
+    phase_units_warning: str | None = None
     warnings: tuple[str, ...] = ()
 
     @classmethod
@@ -373,8 +384,13 @@ def _qc_table(qc: RunQC) -> str:
 
 def _run_section(run: RunReportInputs, report: RunReport, page_dir: Path,
                  captions: Sequence[tuple[Path, str, str]]) -> str:
+    flags = critical_flags(w.code for w in report.warnings)
     parts = [f'<h2 id="{hp.esc(run.run_id)}">{hp.esc(run.run_id)}</h2>',
-             hp.warning_list(w.message for w in report.warnings)]
+             hp.warning_list((f"[{w.code}] {w.message}" for w in report.warnings),
+                             heading=f"QC warnings ({', '.join(flags)} mean the values "
+                                     "are not to be trusted)" if flags else "QC warnings")]
+    if run.phase_units_rule:
+        parts.append(f'<p class="note">Phase scaling: {hp.esc(run.phase_units_rule)}</p>')
     missing = [label for label, value in (
         ("magnitude", run.magnitude), ("brain mask", run.mask), ("field map", run.field),
         ("local field", run.local_field), ("QSM", run.qsm), ("R2*", run.r2star),
@@ -455,7 +471,9 @@ def write_participant_report(
             echo_fit_residual=images.get("echo_fit_residual"),
             registration_similarity=run.registration_similarity,
             registration_metric=run.registration_metric,
-            unwrap_corrections=run.unwrap_corrections, thresholds=thresholds)
+            unwrap_corrections=run.unwrap_corrections, reference_labels=run.references,
+            phase_units_guessed=run.phase_units_guessed,
+            phase_units_warning=run.phase_units_warning, thresholds=thresholds)
         found = qc_warnings(qc, thresholds) + [QCWarning("pipeline", w) for w in run.warnings]
         if mask is None:
             found.insert(0, QCWarning("no_mask", "No brain mask given: mask metrics skipped."))
@@ -464,14 +482,15 @@ def write_participant_report(
                            tuple(path for path, _, _ in captions))
         run_reports.append(report)
         sections.append(_run_section(run, report, output_dir, captions))
-        summary += [f"{run.run_id}: {w.message}" for w in found]
+        summary += [f"{run.run_id}: [{w.code}] {w.message}" for w in found]
 
     body = ['<h2 id="summary">Summary</h2>',
             f"<p>{len(runs)} run(s). Figures are in <code>{hp.esc(participant)}/figures/</code>"
             " beside this page.</p>",
             hp.warning_list([*warnings, *summary], none_text="No QC warnings for any run."),
-            hp.table(["run_id", "n_warnings", "warnings", "mask_volume_ml", "template_dice",
-                      "nuclei_contrast_ppm", "fraction_chi_outside_range", "chi_median"],
+            hp.table(["run_id", "n_warnings", "qc_flags", "warnings", "mask_volume_ml",
+                      "template_dice", "nuclei_contrast_ppm", "chi_iqr",
+                      "fraction_chi_outside_range", "chi_median"],
                      [r.qc_row for r in run_reports],
                      flagged=[bool(r.warnings) for r in run_reports])]
     body += sections

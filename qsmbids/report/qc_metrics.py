@@ -1,11 +1,12 @@
-"""Automatic QC metrics of one QSM run, their warnings, and the QC tables.
+"""Automatic QC metrics of one QSM run, their warnings (QC flags), and the QC tables.
 
-Pure numpy: every function takes arrays in NIfTI voxel order (x, y, z), voxel sizes
-in mm, susceptibility in ppm. :func:`compute_run_qc` gathers the metrics of one run
-into a :class:`RunQC`; :func:`qc_warnings` turns them into plain-language warnings
-using the limits of :class:`QCThresholds`; :func:`write_qc_tsv` writes per-run rows
-(one file per run or one cohort table) that a large cohort can be screened with
-without opening any report.
+Pure numpy (the image measures live in :mod:`qsmbids.report.qc_images`): arrays in
+NIfTI voxel order (x, y, z), voxel sizes in mm, susceptibility in ppm.
+:func:`compute_run_qc` gathers the metrics of one run into a :class:`RunQC`;
+:func:`qc_warnings` turns them into plain-language warnings using the limits of
+:class:`QCThresholds` (the one place each flag and its threshold is defined);
+:func:`write_qc_tsv` writes per-run rows (one file per run or one cohort table) that
+a large cohort can be screened with without opening any report.
 """
 
 from __future__ import annotations
@@ -20,6 +21,21 @@ from pathlib import Path
 import numpy as np
 
 from qsmbids.bids.derivatives import atomic_write_text
+from qsmbids.report.qc_images import (  # noqa: F401  (re-exported: part of this API)
+    IRON_RICH,
+    SIGN_CHECK_NUCLEI,
+    _as_mask,
+    _check_same_shape,
+    chi_flatness,
+    dice,
+    iron_nuclei_contrast,
+    mask_edge_contact,
+    mask_shape,
+    mask_volume_ml,
+    normalized_mutual_information,
+    nuclei_contrast,
+    robust_z,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +53,9 @@ class QCThresholds:
         Largest acceptable fraction of mask voxels on the outer faces of the image
         (a brain cut by the field of view, or a mask that leaked into the background).
     min_mask_volume_ml, max_mask_volume_ml
-        Plausible brain-mask volume (ml) of an adult head.
+        Plausible brain-mask volume (ml) of an adult head (adult brains are about
+        1100-1700 ml; the limits leave room for large heads and CSF). A mask that
+        touches the image edge (a cut field of view) is only held to the upper limit.
     min_template_dice
         Smallest acceptable Dice overlap between the registered template's brain and
         the subject's brain mask (a failed registration scores far lower).
@@ -54,6 +72,30 @@ class QCThresholds:
         putamen, substantia nigra, red nucleus, dentate) above the brain median: adults
         show about 0.1 ppm; atlas labels that miss the nuclei (a failed registration)
         or a failed inversion show about 0.
+    min_chi_iqr_ppm
+        Smallest acceptable interquartile range of the QSM in the mask. In-vivo maps
+        spread over 0.02-0.08 ppm (grey/white matter contrast, veins, nuclei; the
+        QSM-challenge and in-vivo heads of the ISMRM consensus, MRM 2024); a phase read
+        in the wrong units (e.g. arbitrary units taken as radians) or a failed
+        inversion gives a map flat to a few thousandths, so 0.005 ppm (a quarter of the
+        lowest in-vivo spread) separates them.
+    max_chi_zero_fraction
+        Largest acceptable fraction of mask voxels that are exactly 0 (or not finite)
+        in the QSM: an inverted map is a float field with essentially no exact zeros
+        inside its mask; 5 % allows a sliver of the mask outside the solver's region.
+    inverted_nuclei_ppm
+        The globus pallidus, substantia nigra and red nucleus (the most iron-rich
+        nuclei, +0.1 to +0.2 ppm above white matter in adults) flag an inverted phase
+        sign when their mean lies more than this below the reference (white matter
+        when the atlas has it, else the brain median). A failed registration gives
+        about 0, a sign error about -0.1 to -0.2, so -0.03 sits beyond the first.
+    min_mask_largest_fraction
+        Smallest acceptable share of the mask in its largest connected part: a brain
+        mask is one body; a mask of many separate pieces (noise, scalp) is not.
+    max_mask_box_fill
+        Largest acceptable fraction of its bounding box the mask fills when it does not
+        touch the image edge: an ellipsoidal head fills pi/6 = 0.52 of its box and a
+        brain about 0.5-0.6; a mask that fills the box (background included) is near 1.
     """
 
     plausible_chi_ppm: tuple[float, float] = (-0.3, 0.5)
@@ -66,6 +108,11 @@ class QCThresholds:
     max_echo_fit_residual_rad: float = 0.3
     max_unwrap_correction_fraction: float = 0.02
     min_nuclei_contrast_ppm: float = 0.03
+    min_chi_iqr_ppm: float = 0.005
+    max_chi_zero_fraction: float = 0.05
+    inverted_nuclei_ppm: float = -0.03
+    min_mask_largest_fraction: float = 0.95
+    max_mask_box_fill: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -105,6 +152,26 @@ class RunQC:
     nuclei_contrast_ppm
         Mean QSM over the iron-rich nuclei's atlas labels minus the QSM median in the
         mask, ppm (see :data:`IRON_RICH`).
+    chi_iqr
+        Interquartile range of the QSM in the mask, ppm.
+    chi_zero_fraction
+        Fraction of mask voxels where the QSM is exactly 0 or not finite.
+    mask_components, mask_largest_fraction
+        Number of connected parts of the mask (face connectivity) and the share of the
+        mask voxels in the largest.
+    mask_box_fill
+        Mask voxels over the voxels of the mask's bounding box.
+    iron_nuclei_minus_reference_ppm
+        Mean QSM over globus pallidus, substantia nigra and red nucleus minus the mean
+        over white matter (when the atlas has it) or the median in the mask, ppm (see
+        :data:`SIGN_CHECK_NUCLEI`).
+    sign_check_reference
+        ``WhiteMatter`` or ``brain median``: what the nuclei were compared with.
+    phase_units_guessed
+        True when the phase units were inferred from the values alone (no sidecar
+        ``Units``, no Siemens integers, no full-span radians, no ``--phase-units``).
+    phase_units_warning
+        Why the phase scaling is doubtful (from the scaling step), if it is.
     """
 
     mask_volume_ml: float | None = None
@@ -124,11 +191,15 @@ class RunQC:
     unwrap_correction_fraction: float | None = None
     regions_missing: str | None = None
     nuclei_contrast_ppm: float | None = None
-
-
-#: region families bright on QSM in adults (iron), used for ``nuclei_contrast_ppm``
-IRON_RICH: tuple[str, ...] = ("GlobusPallidus", "Putamen", "SubstantiaNigra", "RedNucleus",
-                              "Dentate")
+    chi_iqr: float | None = None
+    chi_zero_fraction: float | None = None
+    mask_components: int | None = None
+    mask_largest_fraction: float | None = None
+    mask_box_fill: float | None = None
+    iron_nuclei_minus_reference_ppm: float | None = None
+    sign_check_reference: str | None = None
+    phase_units_guessed: bool | None = None
+    phase_units_warning: str | None = None
 
 
 #: the default QC limits
@@ -137,155 +208,8 @@ DEFAULT_THRESHOLDS = QCThresholds()
 #: columns of a QC table, in order: identifiers, metrics, warnings
 QC_ID_COLUMNS: tuple[str, ...] = ("participant_id", "session_id", "run_id")
 QC_METRIC_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunQC))
-QC_COLUMNS: tuple[str, ...] = (*QC_ID_COLUMNS, *QC_METRIC_COLUMNS, "n_warnings", "warnings")
-
-_FACE_NAMES = ("x-", "x+", "y-", "y+", "z-", "z+")
-
-
-def _as_mask(mask: np.ndarray) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim != 3:
-        raise ValueError(f"the brain mask must be 3-D (x, y, z), got shape {mask.shape}")
-    return mask > 0 if mask.dtype != bool else mask
-
-
-def _check_same_shape(name: str, array: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    array = np.asarray(array)
-    if array.shape[:3] != mask.shape:
-        raise ValueError(
-            f"{name} has shape {array.shape}, the mask {mask.shape}: both must be on the "
-            "same voxel grid"
-        )
-    return array
-
-
-def mask_volume_ml(mask: np.ndarray, voxel_size: Sequence[float]) -> float:
-    """Volume of a binary mask in ml.
-
-    Parameters
-    ----------
-    mask
-        Boolean (or 0/1) array (x, y, z).
-    voxel_size
-        Voxel edge lengths in mm.
-    """
-    mask = _as_mask(mask)
-    return float(mask.sum()) * float(np.prod(voxel_size)) / 1000.0
-
-
-def mask_edge_contact(mask: np.ndarray) -> tuple[float, str]:
-    """How much of a mask lies on the outer faces of the image.
-
-    Parameters
-    ----------
-    mask
-        Boolean array (x, y, z).
-
-    Returns
-    -------
-    fraction : float
-        Fraction of mask voxels on at least one outer face (0 when the mask is empty).
-    faces : str
-        The faces touched, comma-separated from ``x-, x+, y-, y+, z-, z+``.
-    """
-    mask = _as_mask(mask)
-    border = np.zeros(mask.shape, dtype=bool)
-    touched = []
-    for axis in range(3):
-        for side, index in ((0, 0), (1, -1)):
-            face = [slice(None)] * 3
-            face[axis] = index
-            face = tuple(face)
-            border[face] = True
-            if mask[face].any():
-                touched.append(_FACE_NAMES[2 * axis + side])
-    total = int(mask.sum())
-    fraction = float((mask & border).sum()) / total if total else 0.0
-    return fraction, ",".join(touched)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap 2|A∩B| / (|A| + |B|) of two boolean arrays (0 when both are empty)."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * float((a & b).sum()) / total if total else 0.0
-
-
-def normalized_mutual_information(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None,
-                                  bins: int = 32) -> float:
-    """Studholme's normalised mutual information (H(A) + H(B)) / H(A, B).
-
-    1 for independent images, 2 for images that determine each other; insensitive to
-    the contrast difference between a T1w template and a GRE magnitude.
-
-    Parameters
-    ----------
-    a, b
-        Images on the same grid.
-    mask
-        Voxels to use (default: all).
-    bins
-        Histogram bins per image (intensities clipped to the 1st-99th percentile).
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
-    select = np.ones(a.shape, bool) if mask is None else _as_mask(mask)
-    select = select & np.isfinite(a) & np.isfinite(b)
-    x, y = a[select], b[select]
-    if x.size < 2:
-        return float("nan")
-
-    def _clipped(v: np.ndarray) -> np.ndarray:
-        lo, hi = np.percentile(v, [1, 99])
-        return np.clip(v, lo, hi if hi > lo else lo + 1.0)
-
-    joint, _, _ = np.histogram2d(_clipped(x), _clipped(y), bins=bins)
-    p = joint / joint.sum()
-
-    def _entropy(q: np.ndarray) -> float:
-        q = q[q > 0]
-        return float(-(q * np.log(q)).sum())
-
-    h_joint = _entropy(p)
-    if h_joint == 0:
-        return float("nan")
-    return (_entropy(p.sum(axis=0)) + _entropy(p.sum(axis=1))) / h_joint
-
-
-def nuclei_contrast(qsm: np.ndarray, mask: np.ndarray, dseg: np.ndarray,
-                    region_labels: Mapping[str, Sequence[int]]) -> float | None:
-    """Mean susceptibility over the iron-rich nuclei minus the median in the mask (ppm).
-
-    Parameters
-    ----------
-    qsm
-        Susceptibility map, ppm (x, y, z).
-    mask
-        Brain mask.
-    dseg
-        Atlas labels in subject space.
-    region_labels
-        Region name -> label numbers; the regions whose name without ``_L``/``_R`` is
-        in :data:`IRON_RICH` are used.
-
-    Returns
-    -------
-    float or None
-        ``None`` when no iron-rich region has a voxel in the mask.
-    """
-    wanted = [int(v) for name, labels in region_labels.items()
-              if (name[:-2] if name.endswith(("_L", "_R")) else name) in IRON_RICH
-              for v in labels]
-    mask = _as_mask(mask)
-    nuclei = np.isin(dseg, wanted) & mask
-    chi = np.asarray(qsm)
-    inside, everywhere = chi[nuclei], chi[mask]
-    inside, everywhere = inside[np.isfinite(inside)], everywhere[np.isfinite(everywhere)]
-    if not inside.size or not everywhere.size:
-        return None
-    return float(inside.mean() - np.median(everywhere))
-
+QC_COLUMNS: tuple[str, ...] = (*QC_ID_COLUMNS, *QC_METRIC_COLUMNS, "n_warnings", "warnings",
+                               "qc_flags")
 
 def compute_run_qc(
     mask: np.ndarray,
@@ -300,6 +224,9 @@ def compute_run_qc(
     registration_similarity: float | None = None,
     registration_metric: str | None = None,
     unwrap_corrections: int | None = None,
+    reference_labels: Mapping[str, Sequence[int]] | None = None,
+    phase_units_guessed: bool | None = None,
+    phase_units_warning: str | None = None,
     thresholds: QCThresholds = DEFAULT_THRESHOLDS,
 ) -> RunQC:
     """Compute the QC metrics of one run from the arrays that are available.
@@ -326,6 +253,10 @@ def compute_run_qc(
         Similarity value and metric name reported by the registration, passed through.
     unwrap_corrections
         Number of corrections made by the unwrapping step.
+    reference_labels
+        The atlas's reference regions (``WhiteMatter`` for the phase-sign check).
+    phase_units_guessed, phase_units_warning
+        From the phase scaling step (``PhaseUnitsGuessed``, ``PhaseUnitsWarning``).
     thresholds
         Supplies the plausible susceptibility range.
 
@@ -337,7 +268,12 @@ def compute_run_qc(
     n_mask = int(mask.sum())
     values: dict[str, object] = {"mask_volume_ml": mask_volume_ml(mask, voxel_size)}
     values["mask_edge_fraction"], values["mask_edge_faces"] = mask_edge_contact(mask)
+    (values["mask_components"], values["mask_largest_fraction"],
+     values["mask_box_fill"]) = mask_shape(mask)
+    values["phase_units_guessed"] = phase_units_guessed
+    values["phase_units_warning"] = phase_units_warning
     if qsm is not None and n_mask:
+        values["chi_iqr"], values["chi_zero_fraction"] = chi_flatness(qsm, mask)
         chi = _check_same_shape("the QSM", qsm, mask)[mask].astype(np.float64)
         chi = chi[np.isfinite(chi)]
         if chi.size:
@@ -361,6 +297,10 @@ def compute_run_qc(
         values["regions_missing"] = ",".join(missing)
         if qsm is not None and n_mask:
             values["nuclei_contrast_ppm"] = nuclei_contrast(qsm, mask, dseg, region_labels)
+            sign = iron_nuclei_contrast(qsm, mask, dseg, region_labels, reference_labels)
+            if sign is not None:
+                (values["iron_nuclei_minus_reference_ppm"],
+                 values["sign_check_reference"]) = sign
     if echo_fit_residual is not None and n_mask:
         res = _check_same_shape("the echo-fit residual", echo_fit_residual, mask)[mask]
         res = res[np.isfinite(res)]
@@ -384,25 +324,94 @@ class QCWarning:
     message: str
 
 
+#: the QC flags that mean the susceptibility values themselves are not to be trusted
+#: (also written as ``QCFlags`` into the Chimap sidecars and the run log)
+CRITICAL_CODES: tuple[str, ...] = ("chi_flat", "phase_units_guessed", "phase_units_doubtful",
+                                   "nuclei_inverted", "mask_empty", "mask_volume",
+                                   "mask_fragmented", "mask_box", "mask_edge")
+
+
 def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> list[QCWarning]:
-    """Plain-language warnings for the metrics of ``qc`` that break ``thresholds``."""
+    """Plain-language warnings for the metrics of ``qc`` that break ``thresholds``.
+
+    The one place that decides each QC flag; every message says what to check or try.
+    """
     t = thresholds
     out: list[QCWarning] = []
+    partial_fov = (qc.mask_edge_fraction is not None
+                   and qc.mask_edge_fraction > t.max_mask_edge_fraction)
     if qc.mask_volume_ml is not None:
         if qc.mask_volume_ml == 0:
-            out.append(QCWarning("mask_empty", "The brain mask is empty."))
-        elif not t.min_mask_volume_ml <= qc.mask_volume_ml <= t.max_mask_volume_ml:
+            out.append(QCWarning("mask_empty", "The brain mask is empty: check the magnitude "
+                                 "images, or pass a mask with --mask."))
+        # a field of view that cuts the brain only makes the mask smaller: then only
+        # the upper limit is judged
+        elif (qc.mask_volume_ml > t.max_mask_volume_ml
+              or (not partial_fov and qc.mask_volume_ml < t.min_mask_volume_ml)):
+            cut = " (too large even for a cut field of view)" if partial_fov else ""
             out.append(QCWarning(
                 "mask_volume",
                 f"The brain mask is {qc.mask_volume_ml:.0f} ml, outside the expected "
-                f"{t.min_mask_volume_ml:.0f}-{t.max_mask_volume_ml:.0f} ml: check that it "
-                "neither cuts brain off nor includes skull or background."))
-    if qc.mask_edge_fraction is not None and qc.mask_edge_fraction > t.max_mask_edge_fraction:
+                f"{t.min_mask_volume_ml:.0f}-{t.max_mask_volume_ml:.0f} ml of an adult "
+                f"brain{cut}: check that it neither cuts brain off nor includes skull or "
+                "background; pass a mask with --mask if it does."))
+    if partial_fov:
         out.append(QCWarning(
             "mask_edge",
             f"The brain mask touches the edge of the image ({qc.mask_edge_faces}; "
             f"{100 * qc.mask_edge_fraction:.2f}% of its voxels): the brain may be cut by the "
-            "field of view or the mask may have leaked into the background."))
+            "field of view (a partial-coverage or cropped scan: then only an oversized "
+            "mask is flagged, compactness is not checked, and background-field removal "
+            "near the cut is less reliable) or the mask may have leaked into the "
+            "background."))
+    if (qc.mask_largest_fraction is not None and qc.mask_components
+            and qc.mask_largest_fraction < t.min_mask_largest_fraction):
+        out.append(QCWarning(
+            "mask_fragmented",
+            f"The brain mask falls into {qc.mask_components} separate parts; the largest "
+            f"holds only {100 * qc.mask_largest_fraction:.0f}% of it (expected at least "
+            f"{100 * t.min_mask_largest_fraction:.0f}%): it probably includes noise or "
+            "scalp; check the mask outline, or pass a mask with --mask."))
+    if (not partial_fov and qc.mask_box_fill is not None
+            and qc.mask_box_fill > t.max_mask_box_fill):
+        out.append(QCWarning(
+            "mask_box",
+            f"The brain mask fills {100 * qc.mask_box_fill:.0f}% of its bounding box (a brain "
+            f"fills about 50-60%, limit {100 * t.max_mask_box_fill:.0f}%): it is box-like and "
+            "probably includes background; check the mask outline, or pass a mask with "
+            "--mask."))
+    if qc.chi_zero_fraction is not None and (
+            qc.chi_zero_fraction > t.max_chi_zero_fraction
+            or (qc.chi_iqr is not None and not qc.chi_iqr >= t.min_chi_iqr_ppm)):
+        out.append(QCWarning(
+            "chi_flat",
+            f"The susceptibility map is flat: interquartile range "
+            f"{_format(qc.chi_iqr)} ppm in the brain (in vivo 0.02-0.08; limit "
+            f"{t.min_chi_iqr_ppm:g}) and {100 * qc.chi_zero_fraction:.1f}% of its voxels "
+            "exactly 0 or not finite. The usual cause is a phase read in the wrong units "
+            "(e.g. arbitrary units taken as radians): check the phase-scaling rule in the "
+            "Chimap sidecar and try --phase-units rad|siemens|arbitrary."))
+    if qc.phase_units_guessed:
+        out.append(QCWarning(
+            "phase_units_guessed",
+            "The phase units were guessed from the values (no sidecar Units, no Siemens "
+            "integers, not filling [-pi, pi)): the range was rescaled to one period. Check "
+            "the phase-scaling rule in the Chimap sidecar; set Units in the phase sidecar or "
+            "pass --phase-units rad|siemens|arbitrary to make it explicit."))
+    if qc.phase_units_warning:
+        out.append(QCWarning("phase_units_doubtful",
+                             f"Phase scaling is doubtful: {qc.phase_units_warning}."))
+    inverted = (qc.iron_nuclei_minus_reference_ppm is not None
+                and qc.iron_nuclei_minus_reference_ppm < t.inverted_nuclei_ppm)
+    if inverted:
+        out.append(QCWarning(
+            "nuclei_inverted",
+            f"The globus pallidus, substantia nigra and red nucleus are "
+            f"{qc.iron_nuclei_minus_reference_ppm:+.3f} ppm against the "
+            f"{qc.sign_check_reference} (iron makes them +0.1 to +0.2 ppm above white "
+            f"matter; limit {t.inverted_nuclei_ppm:+g}): the phase sign may be inverted; "
+            "try --phase-sign / check the converter (the handedness of the phase it wrote), "
+            "then the atlas registration in the zoomed views."))
     if qc.template_dice is not None and qc.template_dice < t.min_template_dice:
         out.append(QCWarning(
             "registration",
@@ -416,7 +425,7 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"The registration similarity ({qc.registration_metric or 'metric'} "
             f"{qc.registration_similarity:.3g}) is below {t.min_registration_similarity:.3g}: "
             "check the template edges over the subject."))
-    if (qc.nuclei_contrast_ppm is not None
+    if (qc.nuclei_contrast_ppm is not None and not inverted
             and qc.nuclei_contrast_ppm < t.min_nuclei_contrast_ppm):
         out.append(QCWarning(
             "nuclei_contrast",
@@ -459,7 +468,7 @@ def _format(value: object) -> str:
         return "n/a"
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
+    return " ".join(str(value).split())  # one line, no tabs: safe in a TSV cell
 
 
 def qc_row(participant_id: str, session_id: str | None, run_id: str, qc: RunQC,
@@ -485,7 +494,13 @@ def qc_row(participant_id: str, session_id: str | None, run_id: str, qc: RunQC,
     row.update({name: _format(value) for name, value in asdict(qc).items()})
     row["n_warnings"] = str(len(codes))
     row["warnings"] = ",".join(codes)
+    row["qc_flags"] = ",".join(critical_flags(codes))
     return row
+
+
+def critical_flags(codes: Iterable[str]) -> list[str]:
+    """The codes among ``codes`` that are in :data:`CRITICAL_CODES`, in their order."""
+    return [c for c in codes if c in CRITICAL_CODES]
 
 
 def write_qc_tsv(rows: Iterable[Mapping[str, str]], path: str | os.PathLike) -> Path:
@@ -511,38 +526,9 @@ def read_qc_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
 def write_cohort_qc_tsv(run_tables: Iterable[str | os.PathLike],
                         path: str | os.PathLike) -> Path:
     """Concatenate per-run QC tables into one cohort QC table, sorted by identifiers."""
-    rows = [row for table in run_tables for row in read_qc_tsv(table)]
+    # tables of older versions lack newer columns: those read n/a
+    rows = [{c: row[c] if row.get(c) is not None else "n/a" for c in QC_COLUMNS}
+            for table in run_tables for row in read_qc_tsv(table)]
     rows.sort(key=lambda r: tuple(r[c] for c in QC_ID_COLUMNS))
     return write_qc_tsv(rows, path)
 
-
-def robust_z(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Robust z-scores 0.6745 (x - median) / MAD (Iglewicz & Hoaglin, 1993).
-
-    NaNs stay NaN. When the MAD is 0 (more than half the values equal), the mean
-    absolute deviation x 1.2533 is used instead; when that is 0 too, all scores are 0.
-
-    Parameters
-    ----------
-    values
-        1-D values, e.g. one region's mean susceptibility across participants.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 scores, same length; |z| > 3.5 is the usual outlier cut-off.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    z = np.full(x.shape, np.nan)
-    finite = np.isfinite(x)
-    if not finite.any():
-        return z
-    med = np.median(x[finite])
-    dev = np.abs(x[finite] - med)
-    mad = np.median(dev)
-    if mad > 0:
-        z[finite] = 0.6745 * (x[finite] - med) / mad
-    else:
-        mean_ad = dev.mean()
-        z[finite] = (x[finite] - med) / (1.2533 * mean_ad) if mean_ad > 0 else 0.0
-    return z

@@ -111,6 +111,8 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
     run = inputs.run
     threads = settings.omp_nthreads
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
+    if settings.phase_units is not None:
+        load.inputs.phase_units = settings.phase_units
     mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
     if inputs.user_mask is not None:
         mask.inputs.user_mask = str(inputs.user_mask)

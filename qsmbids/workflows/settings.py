@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from qsmbids.recon.units import PHASE_UNITS
+
 #: method names offered on the command line, per step (first = default)
 UNWRAPPING = ("romeo", "laplacian")
 BG_REMOVAL = ("pdf", "vsharp", "resharp", "lbv")
@@ -73,6 +75,10 @@ class Settings:
         pybids filters keyed by query (``megre``, ``t1w``), as JSON text (hashable).
     field_strength
         B0 in tesla overriding/replacing ``MagneticFieldStrength`` (None: sidecars).
+    phase_units
+        None: phase units from the sidecar and the values
+        (:func:`qsmbids.recon.phase_scaling.scale_phase_to_radians`); or one of
+        :data:`PHASE_UNITS` forcing the conversion for data the rules cannot decide.
     unwrapping, bg_removal, inversion, reference
         Method per step (see the module constants).
     registration
@@ -104,6 +110,7 @@ class Settings:
     session_label: tuple[str, ...] = ()
     bids_filters: str = "{}"
     field_strength: float | None = None
+    phase_units: str | None = None
     unwrapping: str = PRESETS[DEFAULT_PRESET]["unwrapping"]
     bg_removal: str = PRESETS[DEFAULT_PRESET]["bg_removal"]
     inversion: str = PRESETS[DEFAULT_PRESET]["inversion"]
@@ -132,6 +139,9 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; "
                                  f"got {getattr(self, name)!r}")
+        if self.phase_units is not None and self.phase_units not in PHASE_UNITS:
+            raise ValueError(f"phase_units must be one of {', '.join(PHASE_UNITS)} or None; "
+                             f"got {self.phase_units!r}")
         if self.omp_nthreads <= 0:
             object.__setattr__(self, "omp_nthreads", max(1, self.nprocs))
 

@@ -1,0 +1,331 @@
+"""QC flags that make a wrong result loud: flat maps, guessed phase units, implausible
+masks and inverted nuclei, from small arrays up to the sidecars, logs, report and
+``group_qc.tsv`` of a pipeline run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gre_dataset import new_dataset, write_run
+
+from qsmbids.bids.derivatives import (
+    NameContext,
+    run_state,
+    sidecar_path,
+    update_run_sidecar,
+    write_run_outputs,
+)
+from qsmbids.report.qc_metrics import (
+    CRITICAL_CODES,
+    QC_COLUMNS,
+    compute_run_qc,
+    qc_row,
+    qc_warnings,
+    read_qc_tsv,
+    write_cohort_qc_tsv,
+    write_qc_tsv,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+VOXEL = (4.0, 4.0, 4.0)  # a 30^3 grid at 4 mm: a ball of radius 12 voxels is ~460 ml
+
+
+def _ball(shape=(30, 30, 30), radius=12.0, centre=None) -> np.ndarray:
+    centre = (np.array(shape) - 1) / 2 if centre is None else np.asarray(centre)
+    grid = np.indices(shape) - centre[:, None, None, None]
+    return (grid ** 2).sum(axis=0) <= radius ** 2
+
+
+def _codes(qc) -> set[str]:
+    return {w.code for w in qc_warnings(qc)}
+
+
+def _plausible_chi(mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    return np.where(mask, np.random.default_rng(seed).normal(0.0, 0.03, mask.shape), 0.0)
+
+
+# ------------------------------------------------------------------ flat map
+
+
+def test_flat_or_zero_map_is_flagged_with_what_to_try():
+    mask = _ball()
+    good = compute_run_qc(mask, (5.0,) * 3, qsm=_plausible_chi(mask))
+    assert good.chi_iqr == pytest.approx(0.04, rel=0.1) and good.chi_zero_fraction == 0
+    assert "chi_flat" not in _codes(good)
+    # arbitrary-unit phase read as radians: the map is flat to a few 1e-4 ppm
+    flat = compute_run_qc(mask, (5.0,) * 3, qsm=_plausible_chi(mask) * 0.01)
+    found = {w.code: w.message for w in qc_warnings(flat)}
+    assert "chi_flat" in found and "--phase-units" in found["chi_flat"]
+    # a map that is exactly zero (or NaN) in a large part of the mask
+    holes = _plausible_chi(mask)
+    holes[mask & (np.indices(mask.shape)[0] < 10)] = 0.0
+    assert compute_run_qc(mask, (5.0,) * 3, qsm=holes).chi_zero_fraction > 0.05
+    assert "chi_flat" in _codes(compute_run_qc(mask, (5.0,) * 3, qsm=holes))
+    nan = np.full(mask.shape, np.nan)
+    assert "chi_flat" in _codes(compute_run_qc(mask, (5.0,) * 3, qsm=nan))
+
+
+# ------------------------------------------------------------------ phase units
+
+
+def test_guessed_and_doubtful_phase_units_are_flagged():
+    mask = _ball()
+    assert not {"phase_units_guessed", "phase_units_doubtful"} & _codes(
+        compute_run_qc(mask, VOXEL, phase_units_guessed=False))
+    qc = compute_run_qc(mask, VOXEL, phase_units_guessed=True,
+                        phase_units_warning="float phase spans 0.1")
+    found = {w.code: w.message for w in qc_warnings(qc)}
+    assert "--phase-units rad|siemens|arbitrary" in found["phase_units_guessed"]
+    assert "float phase spans 0.1" in found["phase_units_doubtful"]
+    assert {"phase_units_guessed", "phase_units_doubtful"} <= set(CRITICAL_CODES)
+
+
+# ------------------------------------------------------------------ mask
+
+
+def test_mask_volume_is_judged_only_when_the_mask_does_not_touch_the_edge():
+    small = _ball(radius=6.0)  # ~58 ml at 4 mm: far too small for a whole brain
+    assert "mask_volume" in _codes(compute_run_qc(small, VOXEL))
+    # a partial-FOV crop (like the 7 T crop: all brain, cut on every face)
+    crop = np.ones((30, 30, 30), bool)
+    codes = _codes(compute_run_qc(crop, (0.47, 0.47, 1.0)))
+    assert "mask_edge" in codes and not {"mask_volume", "mask_box"} & codes
+    # ... but a cut field of view cannot make a mask larger: scalp and background
+    # included (the Philips head's automatic mask: 3053 ml, touching z- and z+)
+    codes = _codes(compute_run_qc(crop, (5.0, 5.0, 5.0)))  # 3375 ml
+    assert {"mask_edge", "mask_volume"} <= codes
+    brain = _ball(radius=15.0, shape=(40, 40, 40))  # ~900 ml, not touching
+    assert not {"mask_volume", "mask_edge", "mask_box", "mask_fragmented"} & _codes(
+        compute_run_qc(brain, VOXEL))
+
+
+def test_fragmented_and_box_like_masks_are_flagged():
+    shape = (40, 40, 40)
+    brain = _ball(radius=15.0, shape=shape)
+    specks = np.zeros(shape, bool)
+    specks[2:38:3, 2:38:3, 2] = True  # 144 separate noise voxels, 1 % of the mask
+    qc = compute_run_qc(brain | specks, VOXEL)
+    assert qc.mask_components == 145 and qc.mask_largest_fraction > 0.95
+    assert "mask_fragmented" not in _codes(qc)
+    blobs = _ball(radius=15.0, shape=shape, centre=(12, 19.5, 19.5)) & ~(
+        np.abs(np.indices(shape)[0] - 12) <= 1)  # cut in two halves
+    qc = compute_run_qc(blobs, VOXEL)
+    assert qc.mask_components == 2 and "mask_fragmented" in _codes(qc)
+    box = np.zeros(shape, bool)
+    box[3:37, 3:37, 5:35] = True  # background included: fills its bounding box
+    qc = compute_run_qc(box, (3.0, 3.0, 3.0))
+    assert qc.mask_box_fill == 1.0 and "mask_box" in _codes(qc)
+    assert compute_run_qc(brain, VOXEL).mask_box_fill == pytest.approx(np.pi / 6, abs=0.03)
+
+
+# ------------------------------------------------------------------ nuclei
+
+
+def _atlas_head():
+    mask = _ball(radius=13.0)
+    dseg = np.zeros(mask.shape, np.int16)
+    dseg[mask] = 20  # white matter
+    dseg[8:12, 10:14, 12:16] = 5   # GlobusPallidus_L
+    dseg[18:22, 10:14, 12:16] = 6  # GlobusPallidus_R
+    dseg[13:16, 16:18, 10:12] = 9  # SubstantiaNigra_L
+    dseg[13:16, 18:20, 13:15] = 11  # RedNucleus_L
+    regions = {"GlobusPallidus_L": (5,), "GlobusPallidus_R": (6,),
+               "SubstantiaNigra_L": (9,), "RedNucleus_L": (11,), "Thalamus_L": (7,)}
+    return mask, dseg, regions, {"WhiteMatter": (20,)}
+
+
+@pytest.mark.parametrize(("sign", "inverted"), [(1.0, False), (-1.0, True)])
+def test_inverted_nuclei_point_at_the_phase_sign(sign, inverted):
+    mask, dseg, regions, references = _atlas_head()
+    chi = _plausible_chi(mask) * 0.3 - 0.02 * (dseg == 20)
+    chi = chi + sign * 0.15 * np.isin(dseg, (5, 6, 9, 11))
+    qc = compute_run_qc(mask, VOXEL, qsm=chi, dseg=dseg, region_labels=regions,
+                        reference_labels=references)
+    assert qc.sign_check_reference == "WhiteMatter"
+    # white matter sits at -0.02 ppm
+    assert qc.iron_nuclei_minus_reference_ppm == pytest.approx(sign * 0.15 + 0.02, abs=0.01)
+    found = {w.code: w.message for w in qc_warnings(qc)}
+    assert ("nuclei_inverted" in found) is inverted
+    if inverted:
+        assert "phase sign may be inverted" in found["nuclei_inverted"]
+        assert "--phase-sign" in found["nuclei_inverted"]
+        assert "nuclei_contrast" not in found  # one finding, the specific one
+    # without a white-matter reference the brain median stands in
+    qc = compute_run_qc(mask, VOXEL, qsm=chi, dseg=dseg, region_labels=regions)
+    assert qc.sign_check_reference == "brain median"
+    assert ("nuclei_inverted" in _codes(qc)) is inverted
+
+
+def test_report_shows_inverted_nuclei_of_a_sign_flipped_map(tmp_path):
+    """The report's QC uses the atlas labels: a QSM of the opposite sign (a phase-sign
+    error) is flagged ``nuclei_inverted`` in the HTML and the QC table."""
+    import dataclasses
+
+    import nibabel as nib
+    from report_inputs import synthetic_run
+
+    from qsmbids.report.participant import write_participant_report
+
+    run = synthetic_run(tmp_path / "in", "sub-01", with_tsv=False, voxel_mm=4.0)
+    qsm = nib.load(run.qsm)
+    flipped = nib.Nifti1Image(-np.asanyarray(qsm.dataobj), qsm.affine)
+    report = write_participant_report(tmp_path / "out", [dataclasses.replace(
+        run, qsm=flipped, template=None, phase_units_rule="values fill [-pi, pi)")])
+    found = {w.code: w.message for w in report.runs[0].warnings}
+    assert "nuclei_inverted" in found and "phase sign may be inverted" in found[
+        "nuclei_inverted"]
+    assert "nuclei_inverted" in report.runs[0].qc_row["qc_flags"].split(",")
+    html = report.html.read_text()
+    assert "[nuclei_inverted]" in html and "Phase scaling: values fill" in html
+
+
+# ------------------------------------------------------------------ tables and sidecars
+
+
+def test_qc_flags_column_and_older_tables(tmp_path):
+    mask = _ball()
+    qc = compute_run_qc(mask, (5.0,) * 3, qsm=_plausible_chi(mask) * 0.01,
+                        phase_units_guessed=True, phase_units_warning="a\ttab\nand a line")
+    row = qc_row("sub-01", None, "sub-01", qc, qc_warnings(qc))
+    assert row["qc_flags"].split(",") == ["chi_flat", "phase_units_guessed",
+                                          "phase_units_doubtful"]
+    assert row["phase_units_warning"] == "a tab and a line"  # one TSV cell
+    new = write_qc_tsv([row], tmp_path / "sub-01_qc.tsv")
+    old = tmp_path / "sub-00_qc.tsv"  # written before the new columns existed
+    old_columns = [c for c in QC_COLUMNS if c not in ("chi_iqr", "qc_flags")]
+    old.write_text("\t".join(old_columns) + "\n" + "\t".join(
+        "sub-00" if c in ("participant_id", "run_id") else "" for c in old_columns) + "\n")
+    cohort = read_qc_tsv(write_cohort_qc_tsv([new, old], tmp_path / "group_qc.tsv"))
+    assert [r["qc_flags"] for r in cohort] == ["n/a", row["qc_flags"]]
+
+
+def test_sidecar_update_keeps_the_run_complete(tmp_path):
+    entities = {"sub": "01"}
+    chi = tmp_path / "chi.nii"
+    chi.write_bytes(b"\0" * 352)
+    write_run_outputs(tmp_path / "out", entities, {"chi": chi}, {"chi": {"Units": "ppm"}},
+                      context=NameContext(), settings_hash="abc")
+    side = update_run_sidecar(tmp_path / "out", entities, "chi",
+                              {"QCFlags": ["chi_flat"], "Units": "ppm"})
+    assert side == sidecar_path(tmp_path / "out", entities, "chi")
+    assert json.loads(side.read_text())["QCFlags"] == ["chi_flat"]
+    assert run_state(tmp_path / "out", entities, "abc").complete
+    update_run_sidecar(tmp_path / "out", entities, "chi", {"QCFlags": None})
+    assert "QCFlags" not in json.loads(side.read_text())
+    assert run_state(tmp_path / "out", entities, "abc").complete
+    assert update_run_sidecar(tmp_path / "out", entities, "r2star", {"QCFlags": []}) is None
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+@pytest.fixture(scope="module")
+def arbitrary_runs(tmp_path_factory):
+    """Phase in arbitrary float units (+-0.0037 per period, no sidecar Units), processed
+    automatically (units guessed) and with --phase-units rad (the old reading: flat map)."""
+    import contextlib
+    import io
+
+    from qsmbids.cli.main import main
+
+    root = tmp_path_factory.mktemp("arbitrary")
+    bids = new_dataset(root / "bids")
+    write_run(bids, "sub-01/anat/sub-01", seed=1, phase_units="arbitrary")
+    outputs = {}
+    for name, extra in (("auto", []), ("rad", ["--phase-units", "rad"])):
+        out = root / name
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            code = main([str(bids), str(out), "participant", "--atlas", "none", "--preset",
+                         "fast", "--nprocs", "1", "-w", str(root / f"work-{name}"),
+                         "--no-progress", *extra])
+            # without an atlas there are no regional tables, so the group level stops
+            # with an error after it has written group_qc.tsv (the part checked here)
+            main([str(bids), str(out), "group"])
+        assert code == 0
+        outputs[name] = out
+        outputs[f"{name}-output"] = said.getvalue()
+    return outputs
+
+
+def _chimap_sidecar(out: Path) -> dict:
+    return json.loads((out / "sub-01/anat/sub-01_space-orig_desc-wholebrain_Chimap.json")
+                      .read_text())
+
+
+def test_guessed_units_and_flat_map_reach_sidecar_log_report_and_group_qc(arbitrary_runs):
+    auto, rad = arbitrary_runs["auto"], arbitrary_runs["rad"]
+    # automatic: rescaled (a real map), but the guess is flagged everywhere
+    side = _chimap_sidecar(auto)
+    assert "phase_units_guessed" in side["QCFlags"] and "chi_flat" not in side["QCFlags"]
+    assert side["ProcessingSteps"][0]["Info"]["PhaseUnitsGuessed"] is True
+    assert "QC FLAG sub-01 [phase_units_guessed]" in arbitrary_runs["auto-output"]
+    assert "1 of 1 run(s) QC-flagged" in arbitrary_runs["auto-output"]
+    log = (auto / "sub-01/log/sub-01.log").read_text()
+    assert "QC FLAG sub-01 [phase_units_guessed]" in log
+    assert "phase scaling: units guessed" in log
+    html = (auto / "sub-01.html").read_text()
+    assert "[phase_units_guessed]" in html and "Phase scaling: units guessed" in html
+    group = read_qc_tsv(auto / "group_qc.tsv")
+    assert group[0]["run_id"] == "sub-01" and group[0]["phase_units_guessed"] == "True"
+    assert "phase_units_guessed" in group[0]["qc_flags"].split(",")
+    # read as radians (what the old rule did): the map is flat and says what to try
+    side = _chimap_sidecar(rad)
+    assert "chi_flat" in side["QCFlags"] and "phase_units_guessed" not in side["QCFlags"]
+    assert any("--phase-units" in w for w in side["QCWarnings"] if "[chi_flat]" in w)
+    assert "QC FLAG sub-01 [chi_flat]" in (rad / "sub-01/log/sub-01.log").read_text()
+    assert "QC FLAG sub-01 [chi_flat]" in arbitrary_runs["rad-output"]
+    assert "[chi_flat]" in (rad / "sub-01.html").read_text()
+    row = read_qc_tsv(rad / "group_qc.tsv")[0]
+    assert "chi_flat" in row["qc_flags"].split(",") and float(row["chi_iqr"]) < 0.005
+    # the flags kept the manifest exact: a rerun skips the finished run
+    assert run_state(rad, {"sub": "01"}, json.loads(
+        (rad / "sub-01/log/sub-01_manifest.json").read_text())["SettingsHash"]).complete
+
+
+# ------------------------------------------------------------------ real 7 T data
+
+_CROP = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / \
+    "mriresearchtools-7t-crop"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_CROP / "Phase.nii.gz").is_file(),
+                    reason=f"real 7 T crop not found at {_CROP} (the shared realdata folder "
+                           "is not part of the repository)")
+def test_real_7t_crop_gives_a_real_map_and_the_old_reading_is_flagged(tmp_path):
+    """The 7 T in-vivo crop (float phase in arbitrary units, no sidecar Units), through
+    the whole pipeline: automatic scaling gives an in-vivo spread, flagged only for the
+    guessed units and the cut field of view; reading the phase as radians (the old
+    rule) gives a flat map that is flagged ``chi_flat``."""
+    import nibabel as nib
+
+    from qsmbids.cli.main import main
+
+    anat = tmp_path / "bids" / "sub-7t" / "anat"
+    anat.mkdir(parents=True)
+    new_dataset(tmp_path / "bids")
+    for part, name in (("mag", "Mag"), ("phase", "Phase")):
+        img = nib.load(_CROP / f"{name}.nii.gz")
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        for echo, te in enumerate((0.004, 0.008, 0.012), start=1):
+            stem = anat / f"sub-7t_echo-{echo}_part-{part}_MEGRE"
+            nib.save(nib.Nifti1Image(data[..., echo - 1], img.affine, img.header),
+                     f"{stem}.nii.gz")
+            Path(f"{stem}.json").write_text(json.dumps(
+                {"EchoTime": te, "MagneticFieldStrength": 7.0}))
+    flags = {}
+    for name, extra in (("auto", []), ("rad", ["--phase-units", "rad"])):
+        out = tmp_path / name
+        assert main([str(tmp_path / "bids"), str(out), "participant", "--atlas", "none",
+                     "--nprocs", "1", "-w", str(tmp_path / f"w-{name}"), "--no-progress",
+                     *extra]) == 0
+        row = read_qc_tsv(out / "sub-7t" / "figures" / "sub-7t_qc.tsv")[0]
+        flags[name] = (set(row["qc_flags"].split(",")), float(row["chi_iqr"]))
+    assert flags["auto"][0] == {"mask_edge", "phase_units_guessed"}
+    assert 0.01 < flags["auto"][1] < 0.08  # in-vivo spread (measured 0.022 ppm)
+    assert "chi_flat" in flags["rad"][0] and flags["rad"][1] < 0.001
