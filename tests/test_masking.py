@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 from field_sim import EQUAL_TES, head, simulate
 
 from qsmbids.recon.masking import BrainMaskSettings, brain_mask, user_mask
@@ -72,3 +73,31 @@ def test_user_mask_is_validated_and_eroded():
 def test_blank_magnitude_is_rejected():
     with pytest.raises(ValueError, match="zero everywhere"):
         brain_mask(np.zeros((8, 8, 8)), (1, 1, 1))
+
+
+def test_a_crop_inside_the_brain_is_kept_whole():
+    """A FOV that lies inside the brain (a high-resolution crop) has no background: the
+    mask covers it all instead of eroding away from the FOV edge (old: 89 % on the 7 T
+    crop of shared/realdata)."""
+    phantom = head()
+    sim = simulate(EQUAL_TES, 20.0, True)
+    inside = ndi.distance_transform_edt(phantom.brain_mask) > 2
+    box = tuple(slice(int(np.percentile(i, 30)), int(np.percentile(i, 70)))
+                for i in np.nonzero(inside))
+    assert inside[box].all()
+    result = brain_mask(sim.magnitude[box], phantom.voxel_size)
+    assert result.mask.mean() >= 0.99
+
+
+def test_a_slab_keeps_its_edge_slices():
+    """Partial coverage in z (a slab through the brain): the brain that touches the first
+    and last slice stays in the mask."""
+    phantom = head()
+    sim = simulate(EQUAL_TES, 20.0, True)
+    z = np.nonzero(phantom.brain_mask.any(axis=(0, 1)))[0]
+    slab = slice(z[len(z) // 3], z[2 * len(z) // 3])
+    result = brain_mask(sim.magnitude[:, :, slab], phantom.voxel_size)
+    truth = phantom.brain_mask[:, :, slab]
+    assert _dice(result.mask, truth) >= 0.95
+    for edge in (0, -1):
+        assert _dice(result.mask[:, :, edge], truth[:, :, edge]) >= 0.9
