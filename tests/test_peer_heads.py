@@ -27,12 +27,16 @@ from qsmbids.validation.scoring import field_error_by_edge_distance, map_spread,
 
 pytest.importorskip("qsm_forward", reason="needs the 'validation' extra (qsm-forward)")
 
-#: case -> (largest NRMSE %, largest |nucleus error| ppm) measured at 3 mm + margin
+#: case -> (largest NRMSE %, largest |nucleus error| ppm): measured at 3 mm (2026-12-03:
+#: 67.1 / 0.020, 74.8 / 0.026, 79.3 / 0.031) + margin
 BOUNDS = {
-    "base3t2mm": (75.0, 0.03),
-    "brainonly": (85.0, 0.04),
-    "twoecho": (125.0, 0.06),
+    "base3t2mm": (72.0, 0.027),
+    "brainonly": (80.0, 0.033),
+    "twoecho": (88.0, 0.04),
 }
+#: smallest Dice of the pipeline's brain mask with the true brain (measured at 3 mm:
+#: 0.951 whole head, 0.993 brain-only signal, 0.934 two echoes)
+MIN_MASK_DICE = 0.92
 
 
 def _three_mm(name: str):
@@ -71,6 +75,17 @@ def test_map_is_accurate_on_a_qsm_forward_head(peer_run):
     errors = score.nucleus_error_ppm
     assert all(abs(errors[n]) < 0.5 * v for n, v in
                (("pallidum", 0.17), ("substantia_nigra", 0.13), ("red_nucleus", 0.10)))
+
+
+def test_brain_mask_matches_the_true_brain(peer_run):
+    """The scalp is cut off and the brain (cerebellum included) kept, on heads whose
+    magnitude qsm-forward made (signal from the whole head or from the brain only)."""
+    _, head, run = peer_run
+    _, brain, _ = head.load_truth()
+    mask = _image(run, "*_space-orig_desc-brain_mask.nii.gz") > 0
+    dice = 2 * np.count_nonzero(mask & brain) / (np.count_nonzero(mask) + brain.sum())
+    print(f"mask Dice {dice:.3f}")
+    assert dice >= MIN_MASK_DICE
 
 
 def test_total_field_has_no_bias_at_the_mask_edge(peer_run):
@@ -118,3 +133,5 @@ def test_seven_tesla_crop_in_arbitrary_units_gives_contrast(tmp_path):
     spread = map_spread(chi, mask, (0.46875, 0.46875, 1.0))
     print(spread)
     assert math.isfinite(spread.iqr_ppm) and spread.iqr_ppm > 0.005
+    # the crop lies inside the brain: the mask keeps its whole FOV (was 89 %)
+    assert mask.mean() >= 0.95
