@@ -111,10 +111,13 @@ def test_oblique_b0_1mm():
     assert ignored > used
 
 
-# Measured at 2 mm (2026-11): TKD NRMSE 51%, closed-form Tikhonov 57%, RTS 39% (QSM-CI
-# anchors on the challenge phantom: TKD 36, RTS 38). The bounds guard against regressions
-# and say each method recovers the nuclei to within a few hundredths of a ppm.
-_METHOD_BOUNDS = {"tkd": (60.0, 0.03), "tikhonov": (70.0, 0.05), "rts": (42.0, 0.02)}
+# Measured at 2 mm (2026-12, phantom revision 2, whose medulla leaves the skull through
+# a CSF canal instead of ending in bone): TKD NRMSE 46% (worst nucleus 0.026 ppm),
+# closed-form Tikhonov 51% (0.035), RTS 38% (0.020; 0.018 on
+# revision 1, whose NRMSE was 39%). QSM-CI anchors on the challenge phantom: TKD 36,
+# RTS 38. The bounds guard against regressions and say each method recovers the nuclei
+# to within a few hundredths of a ppm.
+_METHOD_BOUNDS = {"tkd": (55.0, 0.03), "tikhonov": (60.0, 0.04), "rts": (42.0, 0.022)}
 
 
 @pytest.mark.parametrize("method", sorted(_METHOD_BOUNDS))

@@ -247,6 +247,10 @@ _FAR = np.float32(1e4)
 #: thickness of the cortical ribbon and amplitude of its folding, mm
 CORTEX_MM = 4.0
 FOLDING_MM = 3.5
+#: bumped whenever the phantom's anatomy changes (invalidates cached simulations)
+PHANTOM_REVISION = 2
+#: CSF around the brainstem where it crosses the skull base (foramen magnum), mm
+CANAL_MM = 3.0
 
 
 class _Canvas:
@@ -369,13 +373,18 @@ def evaluate_head(
     d_head = cv.sdf(anat.head)
     d_ic = np.maximum(cv.sdf(anat.cranium), cv.sdf(anat.skull_base))
     cv.paint_distance(d_head, every, *props("SoftTissue"))
-    cv.paint_distance(np.maximum(cv.sdf(anat.skull_outer), d_ic - 7), every, *props("Bone"))
+    # the medulla leaves the cranium through the foramen magnum: a CSF sheath of
+    # CANAL_MM around the brainstem, never bone (else the medulla's tip lies in bone
+    # and its voxels blend white matter with bone's chi inside the brain mask)
+    d_canal = cv.full_sdf(anat.brainstem) - np.float32(CANAL_MM)
+    d_bone = np.maximum(np.maximum(cv.sdf(anat.skull_outer), d_ic - 7), -d_canal)
+    cv.paint_distance(d_bone, every, *props("Bone"))
     for sinus in anat.sinuses:  # air away from the brain (>= 3 mm) and the skin (>= 3 mm)
         region = cv.region(sinus)
         if region is not None:
             d = np.maximum(cv.sdf(sinus, region), 3 - d_ic[region])
             cv.paint_distance(np.maximum(d, d_head[region] + 3), region, *props("AirCavity"))
-    cv.paint_distance(d_ic, every, *props("CSF"))
+    cv.paint_distance(np.minimum(d_ic, np.maximum(d_canal, d_head + 3)), every, *props("CSF"))
     # brain: folded cerebrum (grey ribbon over white matter), cerebellum, brainstem
     d_cb = np.maximum(cv.full_sdf(anat.cerebellum), d_ic + 2)
     d_cerh = np.maximum(np.maximum(cv.sdf(anat.cerebrum), d_ic + 2), 3 - d_cb)

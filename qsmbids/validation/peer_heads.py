@@ -27,7 +27,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from qsmbids.sim.phantom import make_head_phantom, to_qsmci_seg
+from qsmbids.sim.phantom import PHANTOM_REVISION, make_head_phantom, to_qsmci_seg
 from qsmbids.sim.tissues import AIR_CHI_PPM, r2star_at_field
 
 #: qsm-forward version the cases were designed and measured with (the ``validation`` extra)
@@ -162,7 +162,8 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
                     out / "truth_brainmask.nii.gz", deriv / f"{stem}_dseg.nii",
                     deriv / f"{stem}_desc-shimmed_fieldmap.nii")
     stamp = out / "case.json"
-    record = json.dumps(asdict(case), sort_keys=True, default=float)
+    record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION},
+                        sort_keys=True, default=float)
     if stamp.exists() and stamp.read_text() == record and head.field_path.exists():
         return head
     inputs = out / "phantom"
