@@ -1,6 +1,7 @@
 """Trimming of noisy edge voxels: only what is connected to the outside goes."""
 
 import numpy as np
+import pytest
 
 from qsmbids.recon.reliability import trim_unreliable
 
@@ -27,3 +28,23 @@ def test_no_trimming_when_the_field_is_uniformly_reliable():
     trimmed, removed = trim_unreliable(mask, np.ones(mask.shape), 3.0)
     assert removed == 0 and (trimmed == mask).all()
     assert trim_unreliable(mask, np.ones(mask.shape), np.inf)[1] == 0
+
+
+def test_edge_weight_ramps_with_depth_in_mm():
+    from qsmbids.recon.reliability import edge_weight
+
+    mask = np.zeros((40, 40, 40), bool)
+    mask[5:35, 5:35, 5:35] = True
+    weight = edge_weight(mask, (2.0, 2.0, 2.0), floor=0.1, ramp_mm=4.0)
+    assert weight.dtype == np.float32 and not weight[~mask].any()
+    # outermost voxel: 1 mm below the boundary -> 0.1 + 0.9 / 4; second: 3 mm; third: 1
+    assert weight[5, 20, 20] == pytest.approx(0.325)
+    assert weight[6, 20, 20] == pytest.approx(0.775)
+    assert weight[7, 20, 20] == pytest.approx(1.0) and weight[20, 20, 20] == 1.0
+    # anisotropic voxels: the ramp is in mm along each axis
+    aniso = edge_weight(mask, (1.0, 1.0, 4.0), floor=0.0, ramp_mm=4.0)
+    assert aniso[20, 20, 5] == pytest.approx(0.875)  # 4 mm deep, minus half of 1 mm
+    assert aniso[5, 20, 20] == pytest.approx(0.125)
+    assert np.array_equal(edge_weight(mask, (1, 1, 1), ramp_mm=0.0), mask.astype(np.float32))
+    with pytest.raises(ValueError):
+        edge_weight(mask, (1, 1, 1), floor=1.5)

@@ -292,6 +292,13 @@ class InversionInputSpec(_ThreadsInputSpec):
     method = traits.Str("tv", usedefault=True)
     field_noise = File(exists=True, desc="standard error of the field, ppm (TV weight "
                                          "follows its median)")
+    edge_ramp_mm = traits.Float(
+        desc="TV data weight ramps from edge_weight_floor at the mask edge to 1 at this "
+             "depth, mm; 0: uniform (default qsmbids.recon.reliability."
+             "DEFAULT_EDGE_RAMP_MM)")
+    edge_weight_floor = traits.Float(
+        desc="TV data weight at the mask edge (default "
+             "qsmbids.recon.reliability.DEFAULT_EDGE_WEIGHT_FLOOR)")
 
 
 class InversionOutputSpec(TraitedSpec):
@@ -318,10 +325,23 @@ class DipoleInversion(MeasuredInterface):
             noise = load_image(self.inputs.field_noise)[0][mask]
             options["lam"] = noise_adapted_lambda(float(np.median(noise)) if noise.size
                                                   else float("nan"))
+        edge = {}
+        if self.inputs.method == "tv":
+            from qsmbids.recon import reliability
+
+            ramp, floor = self.inputs.edge_ramp_mm, self.inputs.edge_weight_floor
+            edge = {"EdgeRampMm": ramp if isdefined(ramp)
+                    else reliability.DEFAULT_EDGE_RAMP_MM,
+                    "EdgeWeightFloor": floor if isdefined(floor)
+                    else reliability.DEFAULT_EDGE_WEIGHT_FLOOR}
+            if edge["EdgeRampMm"] > 0:
+                options["weight"] = reliability.edge_weight(
+                    mask, voxel, edge["EdgeWeightFloor"], edge["EdgeRampMm"])
         result = inversion_method(self.inputs.method)(
             field, mask, voxel, b0, workers=self.inputs.num_threads, **options)
         self._results["chi"] = save_like(result.chi, img, _out("chi.nii"))
         params = dict(result.parameters)
+        params.update(edge)
         params["B0Direction"] = [round(float(v), 6) for v in b0]
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "dipole inversion", result.method, params, result.info)

@@ -1,4 +1,5 @@
-"""Trimming of mask voxels whose field is too noisy to be fitted as data.
+"""Trimming of mask voxels whose field is too noisy to be fitted as data, and the
+down-weighting of the mask edge, where the local field is least reliable.
 
 At the edge of a magnitude-based mask sit voxels with little signal (skull, air
 boundaries, vessels leaving the brain) whose phase is close to noise. Background
@@ -11,12 +12,19 @@ the magnitudes) flags them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import scipy.ndimage as ndi
 
 from qsmbids.recon.masking import _largest_component, fill_holes
 
 #: default largest field standard error kept, relative to its median over the mask
 DEFAULT_MAX_NOISE_RATIO = 3.0
+#: default data weight of the inversion at the mask edge, and the depth (mm) over which
+#: it ramps up to 1 (chosen on eight qsm-forward heads at once; see :func:`edge_weight`)
+DEFAULT_EDGE_WEIGHT_FLOOR = 0.1
+DEFAULT_EDGE_RAMP_MM = 4.0
 
 
 def trim_unreliable(mask: np.ndarray, field_std: np.ndarray,
@@ -53,3 +61,43 @@ def trim_unreliable(mask: np.ndarray, field_std: np.ndarray,
     limit = float(np.median(field_std[mask])) * max_ratio
     kept = fill_holes(_largest_component(mask & (field_std <= limit))) & mask
     return kept, int(mask.sum() - kept.sum())
+
+
+def edge_weight(mask: np.ndarray, voxel_size: Sequence[float],
+                floor: float = DEFAULT_EDGE_WEIGHT_FLOOR,
+                ramp_mm: float = DEFAULT_EDGE_RAMP_MM) -> np.ndarray:
+    """Data weight for the dipole inversion that is low at the mask edge.
+
+    Background removal leaves its largest error next to the mask edge: on a qsm-forward
+    whole head, PDF's local field was off by 0.023 ppm RMS within 2 mm of the edge
+    (against a true local field of 0.030 ppm there) and by 0.003 ppm 8-16 mm deep. The
+    inversion then relies on its regulariser there instead. Measured with TV on eight
+    qsm-forward heads (2 mm): NRMSE 0.4-5.2 points lower on seven, 0.8 higher on the
+    brain-only-signal head; the dentate error smaller on six.
+
+    Parameters
+    ----------
+    mask
+        bool, (x, y, z).
+    voxel_size
+        mm along (x, y, z).
+    floor
+        Weight at the mask boundary (0..1), which lies half a voxel outside the centres
+        of the outermost voxels; those get ``floor + (1 - floor) * voxel / (2 ramp)``.
+    ramp_mm
+        Depth below the boundary (mm) at which the weight reaches 1; 0 gives 1
+        everywhere in the mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, (x, y, z): ``floor``..1 in the mask, 0 outside.
+    """
+    mask = np.asarray(mask, bool)
+    if not 0 <= floor <= 1 or ramp_mm < 0:
+        raise ValueError(f"need 0 <= floor <= 1 and ramp_mm >= 0, got {floor}, {ramp_mm}")
+    if ramp_mm == 0 or not mask.any():
+        return mask.astype(np.float32)
+    depth = ndi.distance_transform_edt(mask, sampling=voxel_size) - min(voxel_size) / 2
+    ramp = np.clip(depth / ramp_mm, 0.0, 1.0)
+    return np.where(mask, floor + (1 - floor) * ramp, 0.0).astype(np.float32)
