@@ -48,3 +48,15 @@ def test_edge_weight_ramps_with_depth_in_mm():
     assert np.array_equal(edge_weight(mask, (1, 1, 1), ramp_mm=0.0), mask.astype(np.float32))
     with pytest.raises(ValueError):
         edge_weight(mask, (1, 1, 1), floor=1.5)
+
+
+def test_edge_weight_treats_the_fov_edge_as_continuing_tissue():
+    """A slab that fills the FOV in z is not down-weighted at its first and last slice
+    (the brain goes on beyond them), only at its true edges."""
+    from qsmbids.recon.reliability import edge_weight
+
+    mask = np.zeros((30, 30, 10), bool)
+    mask[5:25, 5:25, :] = True
+    weight = edge_weight(mask, (1.0, 1.0, 1.0), floor=0.1, ramp_mm=4.0)
+    assert weight[15, 15, 0] == 1.0 and weight[15, 15, -1] == 1.0
+    assert weight[5, 15, 0] == pytest.approx(0.1 + 0.9 * 0.5 / 4)
