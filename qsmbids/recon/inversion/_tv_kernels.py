@@ -31,13 +31,16 @@ def numba_threads(workers: int | None):
 
 
 @njit(parallel=True, cache=True)
-def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw, alpha):  # pragma: no cover
+def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw, alpha, inside,
+              free_outside):  # pragma: no cover - numba
     """Gradient of ``chi``, shrinkage and dual update of the TV splitting, in place.
 
     With the over-relaxed ``a = u + alpha grad(chi) + (1 - alpha) z_old``:
     ``z = shrink(a, threshold * tw)``, ``u = a - z`` and ``d = z - u`` (what the next chi
-    update needs; ``z_old = d + u`` on entry). Returns ``(||chi - chi_old||^2, ||chi||^2)``
-    for the stopping rule.
+    update needs; ``z_old = d + u`` on entry). With ``free_outside`` the differences that
+    do not join two voxels of ``inside`` (uint8) are not shrunk (no TV there). Returns
+    ``(||chi - chi_old||^2, ||chi||^2)`` for the stopping rule: over ``inside`` with
+    ``free_outside``, else over the whole grid.
     """
     nx, ny, nz = chi.shape
     change = 0.0
@@ -49,15 +52,26 @@ def tv_update(chi, chi_old, inv_dx, u, d, threshold, tw, use_tw, alpha):  # prag
             for z in range(nz):
                 zp = z + 1 if z + 1 < nz else 0
                 c = chi[x, y, z]
-                delta = c - chi_old[x, y, z]
-                change += delta * delta
-                norm += c * c
+                here = inside[x, y, z] != 0
+                if here or not free_outside:
+                    delta = c - chi_old[x, y, z]
+                    change += delta * delta
+                    norm += c * c
                 g0 = (chi[xp, y, z] - c) * inv_dx[0]
                 g1 = (chi[x, yp, z] - c) * inv_dx[1]
                 g2 = (chi[x, y, zp] - c) * inv_dx[2]
                 for i in range(3):
                     g = g0 if i == 0 else (g1 if i == 1 else g2)
                     t = threshold * tw[i, x, y, z] if use_tw else threshold
+                    if free_outside:
+                        if not here:
+                            t = 0.0
+                        elif i == 0 and inside[xp, y, z] == 0:
+                            t = 0.0
+                        elif i == 1 and inside[x, yp, z] == 0:
+                            t = 0.0
+                        elif i == 2 and inside[x, y, zp] == 0:
+                            t = 0.0
                     previous = u[i, x, y, z]
                     z_old = d[i, x, y, z] + previous
                     a = previous + alpha * g + (1.0 - alpha) * z_old

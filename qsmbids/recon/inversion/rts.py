@@ -138,7 +138,8 @@ def rts(
             chi = grid.irfft(spectrum)
             del spectrum
             change, norm = kern.tv_update(chi, chi_old, inv_dx, u, d, np.float32(1.0 / rho),
-                                          kern.no_weight(), False, np.float32(1.0))
+                                          kern.no_weight(), False, np.float32(1.0),
+                                          inside.view(np.uint8), False)
             update = float(np.sqrt(change / norm)) if norm > 0 else 0.0
             chi_old = chi
             if iteration > 1 and update < tol:
