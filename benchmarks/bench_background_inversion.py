@@ -4,8 +4,9 @@ Data: the anatomical head phantom (qsmbids.sim.phantom, 1 mm) placed in a 224x22
 grid (x, y padded, z cropped above the brain); total field = dipole field of all of its
 chi (sinuses, bone), local field truth = field of the chi inside the brain mask.
 Background methods get the total field, inversions the true local field (0.001 ppm
-noise); the default path (background removal + default inversion with the pipeline's
-edge weight; ``-flat``: uniform weight) the total field.
+noise); the default path (background removal + default inversion as the pipeline
+runs it: edge weight, free sources outside the mask; ``-bounded``: TV over the whole
+grid, the earlier default) the total field.
 
 Each step runs in its own Python process (so its peak resident memory, ``VmHWM``, is
 its own), after a warm-up call on a small volume (numba kernels load from the on-disk
@@ -133,17 +134,18 @@ def _step(name: str, folder: Path) -> dict:
     elif kind == "inv":
         result = invert_dipole(d["local_noisy"], d["mask"], VOXEL, method=method,
                                workers=WORKERS)
-    else:  # default path: background removal + default inversion, edge-weighted TV
-        # as the pipeline runs it ("-flat": uniform data weight, for comparison)
+    else:  # default path: background removal + default inversion as the pipeline runs
+        # it (edge-weighted TV, sources outside the mask free); "-bounded": TV over the
+        # whole grid (the default before 2026-12-03, the in-run baseline)
         from qsmbids.recon.reliability import edge_weight
 
-        method, _, flat = method.partition("-")
+        method, _, variant = method.partition("-")
         local = remove_background(d["total"], d["mask"], VOXEL, method=method,
                                   workers=WORKERS)
-        weight = None if flat else edge_weight(local.mask, VOXEL)
         result = invert_dipole(local.local_field, local.mask, VOXEL,
                                method=DEFAULT_INVERSION_METHOD, workers=WORKERS,
-                               weight=weight)
+                               weight=edge_weight(local.mask, VOXEL),
+                               free_outside=variant != "bounded")
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     ffts, peak, step = counter["n"], peak_mib(), peak_mib() - base_rss
     if kind == "bg":
@@ -179,7 +181,7 @@ def main() -> None:
         _prepare(folder)
         print(f"phantom + fields: {time.perf_counter() - start:.1f} s")
         steps = ([f"inv:{m}" for m in INVERSION] + [f"bg:{m}" for m in BACKGROUND]
-                 + ["path:pdf", "path:pdf-flat", "path:vsharp"])
+                 + ["path:pdf", "path:pdf-bounded", "path:vsharp"])
         rows = {name: _run_child(name, folder) for name in steps}
     base = rows["inv:tkd"]["seconds"]
     header = (f"{'step':14s} {'wall s':>7s} {'cpu s':>7s} {'x TKD':>7s} {'FFTs':>5s} "

@@ -25,7 +25,9 @@ _BG = {
 }
 _INV = {
     "tv": "total-variation regularised inversion solved with ADMM (Bilgic et al., MRM 2014; "
-          "doi:10.1002/mrm.25029)",
+          "doi:10.1002/mrm.25029), with the susceptibility outside the brain mask left "
+          "unregularised so that it takes up the residual background field, as in total "
+          "field inversion (Liu et al., MRM 2017; doi:10.1002/mrm.26331)",
     "tkd": "thresholded k-space division, TKD (Shmueli et al., MRM 2009; "
            "doi:10.1002/mrm.22135)",
     "tikhonov": "closed-form Tikhonov-regularised inversion (Bilgic et al., MRM 2014)",

@@ -299,6 +299,10 @@ class InversionInputSpec(_ThreadsInputSpec):
     edge_weight_floor = traits.Float(
         desc="TV data weight at the mask edge (default "
              "qsmbids.recon.reliability.DEFAULT_EDGE_WEIGHT_FLOOR)")
+    free_outside = traits.Bool(
+        True, usedefault=True,
+        desc="TV: chi outside the mask free (no TV), to take up the background that "
+             "background removal left (see qsmbids.recon.inversion.tv_admm)")
 
 
 class InversionOutputSpec(TraitedSpec):
@@ -337,6 +341,7 @@ class DipoleInversion(MeasuredInterface):
             if edge["EdgeRampMm"] > 0:
                 options["weight"] = reliability.edge_weight(
                     mask, voxel, edge["EdgeWeightFloor"], edge["EdgeRampMm"])
+            options["free_outside"] = bool(self.inputs.free_outside)
         result = inversion_method(self.inputs.method)(
             field, mask, voxel, b0, workers=self.inputs.num_threads, **options)
         self._results["chi"] = save_like(result.chi, img, _out("chi.nii"))
