@@ -1,5 +1,7 @@
 """Brain mask from magnitude against the phantom's true brain."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -101,3 +103,24 @@ def test_a_slab_keeps_its_edge_slices():
     assert _dice(result.mask, truth) >= 0.95
     for edge in (0, -1):
         assert _dice(result.mask[:, :, edge], truth[:, :, edge]) >= 0.9
+
+
+def test_the_coarse_opening_keeps_the_rim_of_convex_edges():
+    """The opening runs on blocks of about half its radius; their majority vote and
+    upsampling used to take the outer 1-2 voxels off convex edges (1.4 % of this
+    ellipsoid; 38 ml of cerebellum next to the dentate on the brain-only qsm-forward
+    head). An ellipsoid of uniform signal at 2 mm (opening 9.4 mm, the cap for its size,
+    on blocks of 2 x 2 x 2 voxels) keeps its whole rim and gains nothing."""
+    rng = np.random.default_rng(3)
+    shape, voxel = (80, 96, 80), (2.0, 2.0, 2.0)
+    grid = np.indices(shape).astype(float) - (np.array(shape)[:, None, None, None] - 1) / 2
+    radii_vox = np.array([32, 40, 30])
+    body = (((grid / radii_vox[:, None, None, None]) ** 2).sum(0)) <= 1
+    magnitude = np.where(body, 1.0, 0.0) + 0.02 * rng.standard_normal(shape)
+    result = brain_mask(np.abs(magnitude), voxel)
+    opening = float(re.search(r"opening ([0-9.]+) mm", result.method).group(1))
+    assert opening >= 8.0  # blocks of 2 voxels or more
+    lost, gained = body & ~result.mask, result.mask & ~body
+    print(f"lost {lost.sum()}, gained {gained.sum()} of {body.sum()} voxels")
+    assert lost.sum() <= 0.001 * body.sum()
+    assert gained.sum() <= 0.001 * body.sum()

@@ -149,7 +149,10 @@ def _brain_core(mask: np.ndarray, radius_mm: float, voxel_size: Sequence[float],
                 *, edge_is_outside: bool = False, max_gap_mm: float = 0.0) -> np.ndarray:
     """Opening by ``radius_mm`` keeping the largest component (and its neighbours within
     ``max_gap_mm``), on a grid of about radius/2 mm voxels (distance transforms cost
-    ~1 s per 8 M voxels), upsampled."""
+    ~1 s per 8 M voxels), upsampled and dilated by half a coarse voxel: the blocks'
+    majority vote and their upsampling otherwise take the outer 1-2 voxels off convex
+    edges (the brain-only qsm-forward head lost 38 ml of cerebellum next to the dentate;
+    Dice 0.988 -> 0.998). That dilation costs about 0.3 s at 1 mm."""
     factors = [max(1, int(radius_mm / (2 * v))) for v in voxel_size]
     shape = mask.shape
     padded = np.pad(mask, [(0, (-n) % f) for n, f in zip(shape, factors, strict=True)])
@@ -165,7 +168,26 @@ def _brain_core(mask: np.ndarray, radius_mm: float, voxel_size: Sequence[float],
     core = _dilate_mm(core, radius_mm, coarse_voxel)
     for axis, f in enumerate(factors):
         core = np.repeat(core, f, axis=axis)
-    return core[: shape[0], : shape[1], : shape[2]]
+    core = core[: shape[0], : shape[1], : shape[2]]
+    if max(factors) > 1:
+        core = _dilate_ball(core, 0.5 * max(coarse_voxel), voxel_size)
+    return core
+
+
+def _dilate_ball(mask: np.ndarray, radius_mm: float, voxel_size: Sequence[float]
+                 ) -> np.ndarray:
+    """Dilation by a small ellipsoid of ``radius_mm`` (a few voxels), on the mask's
+    bounding box: about 4 x faster than a distance transform of the whole grid."""
+    reach = [int(np.floor(radius_mm / v)) for v in voxel_size]
+    if not mask.any() or max(reach) == 0:
+        return mask
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    ball = sum((g * v) ** 2 for g, v in zip(grid, voxel_size, strict=True)) <= radius_mm ** 2
+    box = tuple(slice(max(0, int(np.min(i)) - r), int(np.max(i)) + r + 1)
+                for i, r in zip(np.nonzero(mask), reach, strict=True))
+    out = np.zeros_like(mask)
+    out[box] = ndi.binary_dilation(mask[box], ball)
+    return out
 
 
 def _equivalent_diameter_mm(mask: np.ndarray, voxel_size: Sequence[float]) -> float:
