@@ -162,14 +162,19 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
                     out / "truth_brainmask.nii.gz", deriv / f"{stem}_dseg.nii",
                     deriv / f"{stem}_desc-shimmed_fieldmap.nii")
     stamp = out / "case.json"
-    record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION},
-                        sort_keys=True, default=float)
+    record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION,
+                         "input_origin": "zero"}, sort_keys=True, default=float)
     if stamp.exists() and stamp.read_text() == record and head.field_path.exists():
         return head
     inputs = out / "phantom"
     inputs.mkdir(parents=True, exist_ok=True)
     phantom = make_head_phantom(case.phantom_voxel_mm)
-    affine = phantom.affine
+    # qsm-forward resizes its ground-truth derivatives (chi, dseg) to another voxel size
+    # on an affine without the input's translation (qsm_forward.resize, 0.32), so with the
+    # phantom's own origin a 1x1x2 mm truth held only the corner beyond the world origin;
+    # a zero origin keeps images and truth on one grid (only the axes carry meaning here)
+    affine = phantom.affine.copy()
+    affine[:3, 3] = 0.0
     head_region = _fill(phantom.m0 > 0) | phantom.brain_mask
     chi = np.where(head_region | (phantom.chi != 0), phantom.chi, np.float32(case.outside_air))
     if case.signal_region == "brain":
@@ -257,3 +262,43 @@ def case_by_name(name: str, cases: Sequence[PeerHeadCase] | None = None) -> Peer
         if case.name == name:
             return case
     raise KeyError(f"no peer-head case {name!r}")
+
+
+def single_echo_dataset(head: PeerHead, out_dir: str | Path, echo: int = 3,
+                        suffix: str = "T2starw") -> Path:
+    """A BIDS copy of ``head`` holding one echo as a single-echo series (no ``echo``
+    entity, a scalar ``EchoTime``: ``sub-1_acq-<case>_part-{mag,phase}_<suffix>``), as a
+    single-echo GRE/SWI protocol writes it.
+
+    Parameters
+    ----------
+    head
+        A simulated head (:func:`simulate_peer_head`).
+    out_dir
+        Folder of the new dataset (created).
+    echo
+        1-based echo to keep.
+    suffix
+        ``T2starw``, ``GRE`` or ``MEGRE``.
+
+    Returns
+    -------
+    Path
+        The dataset's root.
+    """
+    import shutil
+
+    bids = Path(out_dir)
+    anat = bids / "sub-1" / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(head.bids_dir / "dataset_description.json",
+                    bids / "dataset_description.json")
+    stem = f"sub-1_acq-{head.case.name}"
+    for part in ("mag", "phase"):
+        source = head.bids_dir / "sub-1" / "anat" / f"{stem}_echo-{echo}_part-{part}_MEGRE"
+        meta = json.loads(source.with_suffix(".json").read_text())
+        meta.pop("EchoNumber", None)
+        target = anat / f"{stem}_part-{part}_{suffix}"
+        shutil.copyfile(source.with_suffix(".nii"), target.with_suffix(".nii"))
+        target.with_suffix(".json").write_text(json.dumps(meta))
+    return bids
