@@ -109,3 +109,24 @@ def test_console_script_runs_without_traceback(tmp_path):
     assert proc.returncode == ExitCode.NO_INPUT
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "qsmbids: error: BIDS_DIR does not exist: /nonexistent"
+
+
+def test_participant_level_with_nothing_to_process_says_what_it_saw(bids_dir, tmp_path, capsys):
+    """No GRE run: a T1w and a lone single-echo T2starw magnitude. The run says what it
+    found and why nothing qualifies, and exits non-zero instead of '0 done, 0 failed'."""
+    import nibabel as nib
+    import numpy as np
+
+    anat = bids_dir / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    for name in ("sub-01_T1w", "sub-01_T2starw"):
+        nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)),
+                 str(anat / f"{name}.nii.gz"))
+    (anat / "sub-01_T2starw.json").write_text(json.dumps({"EchoTime": 0.02}))
+    code = main([str(bids_dir), str(tmp_path / "out"), "participant", "--atlas", "none"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.NO_INPUT
+    assert "no GRE run to process" in err
+    assert "1 T1w" in err and "1 T2starw" in err
+    assert "skipped sub-01/anat/sub-01_T2starw.nii.gz" in err
+    assert "without part-phase" in err

@@ -133,10 +133,14 @@ def test_four_d_and_real_imag_and_t2starw(dataset):
             _write_nifti(path, np.ones(SHAPE, np.float32))
             path.with_name(path.name[:-7] + ".json").write_text(
                 json.dumps({"EchoTime": te, "MagneticFieldStrength": 7}))
-    # a single-echo T2starw without echo entity is not multi-echo data
+    # a single-echo T2starw magnitude without a phase is an anatomical image: skipped
+    # with the reason, not set aside as a failed run
     _write_nifti(dataset / "sub-01/anat/sub-01_acq-single_T2starw.nii.gz", np.ones(SHAPE))
     found = discover_runs(dataset)
     assert not found.problems
+    assert len(found.skipped) == 1
+    assert "sub-01_acq-single_T2starw.nii.gz" in found.skipped[0]
+    assert "without part-phase" in found.skipped[0]
     runs = {r.acquisition: r for r in found.runs}
     assert set(runs) == {"fourd", "complex", "starw"}
     assert runs["fourd"].four_d and runs["fourd"].n_echoes == 3
@@ -258,3 +262,34 @@ def test_read_only_dataset_is_not_written(dataset):
 def test_bids_uri(dataset):
     path = dataset / "sub-01/anat/sub-01_echo-1_part-mag_MEGRE.nii.gz"
     assert bids_uri(path, dataset) == "bids:raw:sub-01/anat/sub-01_echo-1_part-mag_MEGRE.nii.gz"
+
+
+def test_single_echo_runs_are_discovered(dataset):
+    """One echo, no echo entity: a T2starw or GRE pair (SWI-type series) with a scalar
+    EchoTime, and a MEGRE with only echo-1, are runs of one echo."""
+    for acq, suffix in (("swi", "T2starw"), ("gre", "GRE")):
+        for part in ("mag", "phase"):
+            path = dataset / f"sub-01/anat/sub-01_acq-{acq}_part-{part}_{suffix}.nii.gz"
+            _write_nifti(path, np.ones(SHAPE, np.float32))
+            path.with_name(path.name[:-7] + ".json").write_text(
+                json.dumps({"EchoTime": 0.02, "MagneticFieldStrength": 3}))
+    write_megre(dataset, "sub-01/anat/sub-01_acq-one", echo_times=(0.015,))
+    found = discover_runs(dataset)
+    assert not found.problems and not found.skipped
+    runs = {r.acquisition: r for r in found.runs}
+    assert set(runs) == {"swi", "gre", "one"}
+    for run in runs.values():
+        assert run.n_echoes == 1 and not run.four_d
+        assert validate_run(run) == []
+    assert runs["swi"].echo_times == (0.02,) and runs["swi"].suffix == "T2starw"
+
+
+def test_a_4d_file_with_one_echo_time_is_reported(dataset):
+    for part in ("mag", "phase"):
+        path = dataset / f"sub-01/anat/sub-01_part-{part}_MEGRE.nii.gz"
+        _write_nifti(path, np.ones((*SHAPE, 3), np.float32))
+        path.with_name(path.name[:-7] + ".json").write_text(
+            json.dumps({"EchoTime": 0.02, "MagneticFieldStrength": 3}))
+    run = _run(dataset)
+    problems = validate_run(run)
+    assert problems and "EchoTime as a list" in problems[0]

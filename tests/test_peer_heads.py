@@ -10,13 +10,18 @@ a margin (the issue's targets are tracked in ``benchmarks/bench_accuracy.py``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from qsmbids.validation.peer_heads import case_by_name, simulate_peer_head
+from qsmbids.validation.peer_heads import (
+    case_by_name,
+    simulate_peer_head,
+    single_echo_dataset,
+)
 from qsmbids.validation.realdata import (
     philips_bids,
     run_participant,
@@ -109,6 +114,44 @@ def test_total_field_has_no_bias_at_the_mask_edge(peer_run):
 REALDATA = shared_realdata()
 needs_realdata = pytest.mark.skipif(REALDATA is None,
                                     reason="../shared/realdata (real scanner data) is absent")
+
+
+def test_single_echo_map_is_close_to_the_multi_echo_one(tmp_path):
+    """Echo 3 (16 ms) of the 4-echo base head at 2 mm as a single-echo T2starw series:
+    spatial unwrapping, no MCPC-3D-S, the offset's harmonic part removed with the
+    background and its r^2 part fitted (qsmbids.recon.background.offset_term); no R2*,
+    and the log and sidecar say it is one echo.
+
+    Issue #15's targets: NRMSE within 10 points of the 4-echo map (measured 36.1 vs
+    35.1 %) and every nucleus within 0.015 ppm: missed, the dentate is off by 0.0165
+    (red nucleus 0.012); the bound below guards that figure (without the r^2 term the
+    map scored 243 % at 3 mm)."""
+    head = simulate_peer_head(case_by_name("base3t2mm"), tmp_path / "head")
+    truth, brain, seg = head.load_truth()
+    scores = {}
+    for label, bids in (("four", head.bids_dir),
+                        ("one", single_echo_dataset(head, tmp_path / "single", echo=3))):
+        run = run_participant(bids, tmp_path / f"out-{label}", tmp_path / f"work-{label}",
+                              ["--atlas", "none"])
+        assert run.returncode == 0, run.log[-3000:]
+        chi_path = run.find("*_space-orig_desc-wholebrain_Chimap.nii.gz")[0]
+        scores[label] = score_peer_head(np.asarray(nib.load(chi_path).dataobj, np.float32),
+                                        truth, brain, seg)
+        if label == "one":
+            assert not run.find("*_R2starmap.nii.gz")
+            assert "single echo" in run.log
+            sidecar = json.loads(chi_path.with_name(
+                chi_path.name.replace(".nii.gz", ".json")).read_text())
+            steps = {s["Step"]: s for s in sidecar["ProcessingSteps"]}
+            assert "single echo: no MCPC-3D-S" in steps["field estimation"]["Algorithm"]
+            assert "OffsetTerm" in steps["background field removal"]["Parameters"]
+            assert sidecar["EchoTime"] == [0.016]
+    one, four = scores["one"], scores["four"]
+    worst = max(abs(e) for e in one.nucleus_error_ppm.values())
+    print(f"single echo: NRMSE {one.nrmse:.1f}% (4 echoes {four.nrmse:.1f}%), worst nucleus "
+          f"{one.worst_nucleus[0]} {one.worst_nucleus[1]:+.4f} ppm")
+    assert one.nrmse <= four.nrmse + 10.0
+    assert worst <= 0.02
 
 
 @needs_realdata

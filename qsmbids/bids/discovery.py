@@ -1,10 +1,14 @@
-"""Find every multi-echo GRE run of a BIDS dataset and check it before any work starts.
+"""Find every GRE run (multi- or single-echo) of a BIDS dataset and check it before any
+work starts.
 
 A *run* is the set of files of one acquisition: all echoes of the magnitude and
 phase (or real and imaginary) parts sharing subject, session, ``acq``, ``rec`` and
 ``run`` entities. Echoes come either as one file per echo (``echo-<n>`` entity) or
 as one 4-D file per part holding every echo (``EchoTime`` is then a list in the
-sidecar).
+sidecar). A file with one ``EchoTime`` and no ``echo`` entity (a single-echo
+``T2starw``/``GRE``/SWI series, or a one-echo ``MEGRE``) is a run of one echo; such a
+magnitude without a phase part is an anatomical image and is listed in
+:attr:`Discovery.skipped` with the reason, as are files of an unknown ``part``.
 
 Two levels of checks keep one bad run from stopping a cohort:
 
@@ -31,7 +35,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-#: suffixes that may hold multi-echo GRE data; T2starw/GRE only count with echoes
+#: suffixes that may hold GRE data for QSM (multi- or single-echo; a single-echo
+#: T2starw/GRE counts when it has a phase part)
 GRE_SUFFIXES = ("MEGRE", "T2starw", "GRE")
 #: image parts; a file without ``part`` is a magnitude image (BIDS)
 PARTS = ("mag", "phase", "real", "imag")
@@ -148,10 +153,12 @@ class RunProblem:
 
 @dataclass(frozen=True)
 class Discovery:
-    """Result of :func:`discover_runs`: runs to process and runs set aside."""
+    """Result of :func:`discover_runs`: runs to process, runs set aside, and GRE-suffixed
+    images that are not QSM input (``skipped``: one line each, naming the file and why)."""
 
     runs: tuple[GreRun, ...]
     problems: tuple[RunProblem, ...]
+    skipped: tuple[str, ...] = ()
 
 
 class DiscoveryError(Exception):
@@ -241,6 +248,12 @@ class _RunBuilder:
 
     def add(self, path: Path, part: str, echo: int | None, meta: dict) -> None:
         self.files[part][echo].append((path, meta))
+
+    @property
+    def magnitude_only_single_echo(self) -> bool:
+        """A lone T2starw/GRE magnitude (no phase, one echo): not meant for QSM."""
+        return (self.suffix != "MEGRE" and set(self.files) == {"mag"}
+                and list(self.files["mag"]) in ([1], [None]))
 
     def _rel(self, path: Path) -> str:
         try:
@@ -356,6 +369,9 @@ class _RunBuilder:
             b0 = float(sidecar_b0)
         if not b0 > 0:
             return self._problem(f"field strength must be positive tesla, got {b0}")
+        if len(times) == 1:
+            notes.append("single echo: no phase-offset removal (the offset is removed with "
+                         "the background field) and no R2*/T2* maps")
         subject, session, acq, rec, run = self.key
         files = dict(zip(wanted, paths, strict=True))
         units = meta.get("Units") if wanted[1] == "phase" else None
@@ -425,16 +441,19 @@ def discover_runs(
         query["session"] = list(session_label)
     query.update(filters.get("megre", {}))
     builders: dict[tuple, _RunBuilder] = {}
+    skipped: list[str] = []
     for bids_file in layout.get(**query):
         ent = bids_file.get_entities()
         suffix = ent["suffix"]
         echo = ent.get("echo")
         meta = layout.get_metadata(bids_file.path)
-        if suffix != "MEGRE" and echo is None and _echo_time_list(meta) is None:
-            continue  # a single-echo T2starw/GRE image: not multi-echo data
         part = ent.get("part", "mag")
         if part not in PARTS:
+            skipped.append(f"{_relative(bids_file.path, bids_dir)}: part-{part} is not one "
+                           f"of {', '.join(PARTS)}")
             continue
+        if echo is None and isinstance(meta.get("EchoTime"), (int, float)):
+            echo = 1  # one echo time, no echo entity: a single-echo GRE/SWI image
         key = (str(ent["subject"]),
                *(_label(ent.get(e)) for e in RUN_ENTITIES))
         builder = builders.setdefault((*key, suffix), _RunBuilder(key, suffix, bids_dir))
@@ -444,6 +463,12 @@ def discover_runs(
     t1w_filters = filters.get("t1w", {})
     for full_key in sorted(builders, key=lambda k: tuple("" if v is None else v for v in k)):
         builder = builders[full_key]
+        if builder.magnitude_only_single_echo:
+            paths = [p for entries in builder.files["mag"].values() for p, _ in entries]
+            skipped += [f"{_relative(p, bids_dir)}: a single-echo {builder.suffix} magnitude "
+                        "without part-phase (an anatomical image, not QSM input)"
+                        for p in paths]
+            continue
         t1w = _find_t1w(layout, builder.key[0], builder.key[1], t1w_filters)
         result = builder.build(field_strength, min_echoes, t1w)
         (problems if isinstance(result, RunProblem) else runs).append(result)
@@ -451,7 +476,14 @@ def discover_runs(
     clashes = {n for n in names if names.count(n) > 1}
     if clashes:  # the same entities under two suffixes (e.g. MEGRE and T2starw)
         runs = [r for r in runs if r.prefix not in clashes or r.suffix == "MEGRE"]
-    return Discovery(tuple(runs), tuple(problems))
+    return Discovery(tuple(runs), tuple(problems), tuple(skipped))
+
+
+def _relative(path: str | Path, root: Path) -> str:
+    try:
+        return Path(path).absolute().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _read(path: Path) -> tuple[nib.Nifti1Image | None, np.ndarray | None, str | None]:
@@ -498,7 +530,8 @@ def validate_run(run: GreRun) -> list[str]:
                 shape = shape[:3]
             elif data.ndim != 3:
                 problems.append(f"{path.name} has shape {shape}; one 3-D volume per echo "
-                                "was expected")
+                                "was expected (a 4-D file of several echoes needs EchoTime "
+                                "as a list of all its echo times in its sidecar)")
                 continue
         if sum(n > 1 for n in shape) < 3:
             problems.append(f"{path.name} is 2-D (shape {shape}); QSM needs a 3-D volume")

@@ -297,9 +297,15 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
         except SetupError as exc:
             outcomes.append(RunOutcome(run.prefix, "failed", str(exc)))
     n_total = len(discovery.runs) + len(discovery.problems)
+    if n_total == 0:
+        say(nothing_found(settings, discovery.skipped))
+        return int(ExitCode.NO_INPUT)
     say(f"qsmbids: {n_total} run(s) found, {len(todo)} to process, "
         f"{sum(o.status == 'skipped' for o in outcomes)} already complete, "
         f"{sum(o.status == 'failed' for o in outcomes)} set aside")
+    for inputs in todo:
+        for note in inputs.run.notes:
+            say(f"  {inputs.run.prefix}: {note}")
     if todo:
         outcomes += _execute(settings, todo, stream)
     finished = {o.name for o in outcomes if o.status in ("done", "skipped")}
@@ -312,6 +318,30 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
                 methods_boilerplate(settings, atlas_dir), say=say).items():
             say(f"qsmbids: sub-{subject} report: {where}")
     return report(outcomes, stream, graph=settings.graph_plugin and bool(todo))
+
+
+def nothing_found(settings: Settings, skipped: tuple[str, ...]) -> str:
+    """What a participant level without any GRE run saw: NIfTI files per suffix in the
+    selected subjects' folders, and the GRE-suffixed images set aside with the reason."""
+    root = Path(settings.bids_dir)
+    subjects = ([root / f"sub-{label}" for label in settings.participant_label]
+                if settings.participant_label else sorted(root.glob("sub-*")))
+    suffixes: dict[str, int] = {}
+    for folder in subjects:
+        for path in folder.rglob("*.nii*"):
+            stem = path.name.split(".")[0]
+            suffix = stem.rsplit("_", 1)[-1] if "_" in stem else stem
+            suffixes[suffix] = suffixes.get(suffix, 0) + 1
+    seen = (", ".join(f"{n} {k}" for k, n in sorted(suffixes.items())) if suffixes
+            else "no NIfTI files")
+    lines = [f"qsmbids: no GRE run to process in {root} ({len(subjects)} subject folder(s) "
+             f"selected; they hold {seen}). QSM needs magnitude and phase (or real and "
+             "imaginary) images with the suffix MEGRE, T2starw or GRE, a part entity and "
+             "EchoTime in their sidecars."]
+    lines += [f"  skipped {item}" for item in skipped[:20]]
+    if len(skipped) > 20:
+        lines.append(f"  ... and {len(skipped) - 20} more")
+    return "\n".join(lines)
 
 
 def _atlas_labels(atlas_dir: Path | None) -> dict[str, str]:

@@ -254,6 +254,10 @@ class BackgroundInputSpec(_ThreadsInputSpec):
     field = File(exists=True, mandatory=True, desc="total field, ppm")
     mask = File(exists=True, mandatory=True)
     method = traits.Str("vsharp", usedefault=True)
+    offset_term = traits.Bool(
+        False, usedefault=True,
+        desc="single echo: also remove the non-harmonic (r^2) part of a smooth phase "
+             "offset (qsmbids.recon.background.offset_term)")
 
 
 class BackgroundOutputSpec(TraitedSpec):
@@ -274,15 +278,25 @@ class RemoveBackground(MeasuredInterface):
         field, img = load_image(self.inputs.field)
         mask = load_image(self.inputs.mask, bool)[0]
         voxel, b0 = geometry(img)
-        result = background_method(self.inputs.method)(
-            field, mask, voxel, b0, workers=self.inputs.num_threads)
-        self._results["local_field"] = save_like(result.local_field, img,
-                                                 _out("local_field.nii"))
+        method = background_method(self.inputs.method)
+        result = method(field, mask, voxel, b0, workers=self.inputs.num_threads)
+        local, params = result.local_field, dict(result.parameters)
+        if self.inputs.offset_term:
+            from qsmbids.recon.background.offset_term import remove_offset_term
+
+            term = remove_offset_term(
+                local, result.mask, voxel,
+                lambda f, m: method(f, m, voxel, b0,
+                                    workers=self.inputs.num_threads).local_field)
+            local = term.local_field
+            params["OffsetTerm"] = {"Basis": "r^2 about the mask centroid (single echo)",
+                                    "CoefficientPpm": round(term.coefficient_ppm, 6)}
+        self._results["local_field"] = save_like(local, img, _out("local_field.nii"))
         self._results["mask"] = save_like(result.mask.astype(np.uint8), img,
                                           _out("mask_local.nii"))
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "background field removal", result.method,
-            result.parameters, result.info)
+            params, result.info)
         return runtime
 
 

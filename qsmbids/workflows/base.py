@@ -107,7 +107,8 @@ def memory_estimates(shape: tuple[int, int, int], n_echoes: int) -> dict[str, fl
 
 
 def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) -> dict:
-    """Nodes from the raw files to the total field and R2*: load, mask, field, relaxometry."""
+    """Nodes from the raw files to the total field and R2*: load, mask, field, and
+    relaxometry when the run has two echoes or more."""
     run = inputs.run
     threads = settings.omp_nthreads
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
@@ -120,15 +121,19 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
                                   field_strength=run.field_strength,
                                   unwrapping=settings.unwrapping, num_threads=threads),
                     name="field", mem_gb=mem["field"], n_procs=threads)
-    relax = pe.Node(Relaxometry(echo_times=list(run.echo_times)), name="relaxometry",
-                    mem_gb=mem["relax"])
-    return {"load": load, "mask": mask, "field": field, "relax": relax}
+    nodes = {"load": load, "mask": mask, "field": field}
+    if run.n_echoes >= 2:  # R2*/T2* need two echoes or more
+        nodes["relax"] = pe.Node(Relaxometry(echo_times=list(run.echo_times)),
+                                 name="relaxometry", mem_gb=mem["relax"])
+    return nodes
 
 
-def init_qsm_wf(settings: Settings, mem: dict[str, float]) -> dict:
-    """Nodes from the total field to the referenced QSM: background, inversion, reference."""
+def init_qsm_wf(settings: Settings, mem: dict[str, float], n_echoes: int = 2) -> dict:
+    """Nodes from the total field to the referenced QSM: background, inversion, reference
+    (with one echo, the background step also removes the phase offset's r^2 part)."""
     threads = settings.omp_nthreads
-    bg = pe.Node(RemoveBackground(method=settings.bg_removal, num_threads=threads),
+    bg = pe.Node(RemoveBackground(method=settings.bg_removal, num_threads=threads,
+                                  offset_term=n_echoes == 1),
                  name="bg_removal", mem_gb=mem["bg"], n_procs=threads)
     inv = pe.Node(DipoleInversion(method=settings.inversion, num_threads=threads),
                   name="inversion", mem_gb=mem["inv"], n_procs=threads)
@@ -162,7 +167,7 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     mem = memory_estimates(_shape(run), run.n_echoes)
     wf = pe.Workflow(name=workflow_name(run))
     f = init_field_wf(settings, inputs, mem)
-    q = init_qsm_wf(settings, mem)
+    q = init_qsm_wf(settings, mem, run.n_echoes)
     r = init_registration_wf(settings, inputs, mem)
     sink = pe.Node(DerivativesSink(
         output_dir=str(settings.output_dir), run_spec=run_spec(run),
@@ -173,8 +178,6 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         (f["load"], f["mask"], [("magnitude", "magnitude")]),
         (f["load"], f["field"], [("magnitude", "magnitude"), ("phase", "phase")]),
         (f["mask"], f["field"], [("mask", "mask")]),
-        (f["load"], f["relax"], [("magnitude", "magnitude")]),
-        (f["mask"], f["relax"], [("mask", "mask")]),
         (f["field"], q["bg"], [("field", "field"), ("mask", "mask")]),
         (q["bg"], q["inv"], [("local_field", "local_field"), ("mask", "mask")]),
         (f["field"], q["inv"], [("field_noise", "field_noise")]),
@@ -184,14 +187,19 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         (f["mask"], sink, [("provenance", "prov_mask")]),
         (f["field"], sink, [("field", "in_totalfield"), ("field_noise", "in_fieldnoise"),
                             ("provenance", "prov_field")]),
-        (f["relax"], sink, [("r2star", "in_r2star"), ("t2star", "in_t2star"),
-                            ("provenance", "prov_relax")]),
         (q["bg"], sink, [("local_field", "in_localfield"), ("mask", "in_mask"),
                          ("provenance", "prov_bg")]),
         (q["inv"], sink, [("provenance", "prov_inv")]),
         (q["ref"], sink, [("chi", "in_chi"), ("provenance", "prov_ref"),
                           ("reference", "reference")]),
     ])
+    if "relax" in f:
+        wf.connect([
+            (f["load"], f["relax"], [("magnitude", "magnitude")]),
+            (f["mask"], f["relax"], [("mask", "mask")]),
+            (f["relax"], sink, [("r2star", "in_r2star"), ("t2star", "in_t2star"),
+                                ("provenance", "prov_relax")]),
+        ])
     if settings.reference == "csf" and r:
         q["ref"].inputs.atlas_dir = str(inputs.atlas_dir)
         wf.connect([(r["reg"], q["ref"], [("dseg", "dseg")])])

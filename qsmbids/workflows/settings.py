@@ -171,8 +171,9 @@ class Settings:
 
     @property
     def min_echoes(self) -> int:
-        """Fewest echoes the chosen methods need (phase offset removal and R2* need 2)."""
-        return 2
+        """Fewest echoes the chosen methods need: one (with one echo, phase offset removal
+        and the R2*/T2* maps are left out; the offset goes with the background field)."""
+        return 1
 
     def method_record(self) -> dict[str, Any]:
         """The settings that change the results (written into manifests and logs)."""
