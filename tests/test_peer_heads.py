@@ -23,6 +23,7 @@ from qsmbids.validation.peer_heads import (
     single_echo_dataset,
 )
 from qsmbids.validation.realdata import (
+    phase_flipped_copy,
     philips_bids,
     run_participant,
     seven_tesla_bids,
@@ -78,6 +79,7 @@ def test_map_is_accurate_on_a_qsm_forward_head(peer_run):
     assert score.coverage > 0.97
     assert score.nrmse < max_nrmse
     assert abs(error) < max_nucleus
+    assert "phase_sign_suspect" not in _qc_flags(run)
     # no silent wrong sign: the iron-rich nuclei come out above the brain mean
     errors = score.nucleus_error_ppm
     assert all(abs(errors[n]) < 0.5 * v for n, v in
@@ -154,6 +156,43 @@ def test_single_echo_map_is_close_to_the_multi_echo_one(tmp_path):
     assert worst <= 0.02
 
 
+def _qc_flags(run) -> list[str]:
+    chi_path = run.find("*_space-orig_desc-wholebrain_Chimap.nii.gz")[0]
+    sidecar = json.loads(chi_path.with_name(chi_path.name.replace(".nii.gz", ".json"))
+                         .read_text())
+    return list(sidecar.get("QCFlags", []))
+
+
+def test_a_flipped_phase_sign_is_flagged_and_undone_by_the_option(tmp_path):
+    """The base head with its phase negated (the other handedness): the map-only check
+    flags phase_sign_suspect in the sidecar and the log and names --phase-sign -1;
+    with --phase-sign -1 the flag is gone and the map is as accurate as the original."""
+    head = simulate_peer_head(_three_mm("base3t2mm"), tmp_path / "head")
+    truth, brain, seg = head.load_truth()
+    flipped = phase_flipped_copy(head.bids_dir, tmp_path / "flipped")
+    wrong = run_participant(flipped, tmp_path / "out-wrong", tmp_path / "work-wrong",
+                            ["--atlas", "none"])
+    assert wrong.returncode == 0, wrong.log[-3000:]
+    assert "phase_sign_suspect" in _qc_flags(wrong)
+    assert "--phase-sign -1" in wrong.log
+    fixed = run_participant(flipped, tmp_path / "out-fixed", tmp_path / "work-fixed",
+                            ["--atlas", "none", "--phase-sign", "-1"])
+    assert fixed.returncode == 0, fixed.log[-3000:]
+    assert "phase_sign_suspect" not in _qc_flags(fixed)
+    chi = _image(fixed, "*_space-orig_desc-wholebrain_Chimap.nii.gz")
+    score = score_peer_head(chi, truth, brain, seg)
+    print(f"flipped + --phase-sign -1: NRMSE {score.nrmse:.1f}%")
+    assert score.nrmse < BOUNDS["base3t2mm"][0]
+
+
+@needs_realdata
+def test_philips_head_with_a_flipped_phase_is_flagged(tmp_path):
+    bids = phase_flipped_copy(philips_bids(REALDATA, tmp_path / "bids"), tmp_path / "flip")
+    run = run_participant(bids, tmp_path / "out", tmp_path / "work", ["--atlas", "none"])
+    assert run.returncode == 0, run.log[-3000:]
+    assert "phase_sign_suspect" in _qc_flags(run)
+
+
 @needs_realdata
 def test_philips_head_gives_a_brain_mask_and_a_plausible_map(tmp_path):
     bids = philips_bids(REALDATA, tmp_path / "bids")
@@ -172,6 +211,7 @@ def test_philips_head_gives_a_brain_mask_and_a_plausible_map(tmp_path):
     # susceptibility. The bound here guards that tail against a regression (the scalp-
     # holding mask gave -1.0 / +0.98).
     assert -0.3 <= spread.p01_ppm and spread.p99_ppm <= 0.33
+    assert "phase_sign_suspect" not in _qc_flags(run)
 
 
 @needs_realdata
@@ -184,5 +224,6 @@ def test_seven_tesla_crop_in_arbitrary_units_gives_contrast(tmp_path):
     spread = map_spread(chi, mask, (0.46875, 0.46875, 1.0))
     print(spread)
     assert math.isfinite(spread.iqr_ppm) and spread.iqr_ppm > 0.005
+    assert "phase_sign_suspect" not in _qc_flags(run)
     # the crop lies inside the brain: the mask keeps its whole FOV (was 89 %)
     assert mask.mean() >= 0.95

@@ -160,6 +160,28 @@ def test_inverted_nuclei_point_at_the_phase_sign(sign, inverted):
     assert ("nuclei_inverted" in _codes(qc)) is inverted
 
 
+@pytest.mark.parametrize(("sign", "suspect"), [(1.0, False), (-1.0, True)])
+def test_a_map_leaning_negative_is_flagged_without_an_atlas(sign, suspect):
+    """Veins and iron-rich nuclei give a brain map a heavy positive tail; a flipped
+    phase sign turns it into a negative one, which the map alone shows."""
+    mask = _ball((40, 40, 40), 16.0)
+    rng = np.random.default_rng(4)
+    chi = np.where(mask, rng.normal(0.0, 0.02, mask.shape), 0.0)
+    veins = mask & (rng.random(mask.shape) < 0.03)
+    chi[veins] += rng.uniform(0.1, 0.4, int(veins.sum()))
+    qc = compute_run_qc(mask, VOXEL, qsm=sign * chi)
+    assert (qc.chi_tail_ratio < 0.5) is suspect
+    found = {w.code: w.message for w in qc_warnings(qc)}
+    assert ("phase_sign_suspect" in found) is suspect
+    if suspect:
+        assert "--phase-sign -1" in found["phase_sign_suspect"]
+        assert "phase_sign_suspect" in CRITICAL_CODES
+    # a symmetric map (a crop of white and grey matter) is not judged inverted
+    symmetric = compute_run_qc(mask, VOXEL, qsm=np.where(mask, rng.normal(0, 0.02, mask.shape),
+                                                         0.0))
+    assert "phase_sign_suspect" not in _codes(symmetric)
+
+
 def test_report_shows_inverted_nuclei_of_a_sign_flipped_map(tmp_path):
     """The report's QC uses the atlas labels: a QSM of the opposite sign (a phase-sign
     error) is flagged ``nuclei_inverted`` in the HTML and the QC table."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gre_dataset import new_dataset, write_run
 
@@ -183,3 +184,32 @@ def test_phase_units_override_reaches_load_gre(tmp_path, monkeypatch):
         assert record["Info"]["PhaseUnitsGuessed"] is guessed
         assert record["Algorithm"].startswith("--phase-units arbitrary" if override
                                               else "units guessed")
+
+
+def test_phase_sign_reaches_load_gre_and_negates_the_phase(tmp_path, monkeypatch):
+    import nibabel as nib
+
+    from qsmbids.interfaces.recon import LoadGre
+
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01", seed=1)
+    argv = [str(bids), str(tmp_path / "o"), "participant"]
+    plain = settings_from_args(parse_args(argv))
+    flipped = settings_from_args(parse_args([*argv, "--phase-sign", "-1"]))
+    assert plain.phase_sign == 1 and flipped.phase_sign == -1
+    assert plain.digest() != flipped.digest()
+    with pytest.raises(SystemExit):
+        parse_args([*argv, "--phase-sign", "2"])
+    run = discover_runs(bids).runs[0]
+    wf = init_participant_wf(flipped, [RunInputs(run, None, None, NameContext())])
+    load = next(n for n in wf._create_flat_graph().nodes() if n.name == "load")
+    assert load.inputs.phase_sign == -1
+    monkeypatch.chdir(tmp_path)
+    phases = {}
+    for sign in (1, -1):
+        result = LoadGre(run_spec=load.inputs.run_spec, phase_sign=sign).run()
+        phases[sign] = nib.load(result.outputs.phase).get_fdata()  # a copy: same file name
+        record = json.loads(Path(result.outputs.provenance).read_text())
+        assert record["Parameters"]["PhaseSign"] == sign
+    diff = np.angle(np.exp(1j * (phases[-1] + phases[1])))
+    assert np.abs(diff).max() < 1e-5  # -phase, up to the wrap at +-pi

@@ -37,6 +37,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         bg_removal=args.bg_removal, inversion=args.inversion, reference=args.reference,
         atlas=args.atlas, atlas_dir=args.atlas_dir, mask=args.mask,
         phase_units=getattr(args, "phase_units", None),
+        phase_sign=getattr(args, "phase_sign", 1),
         registration=getattr(args, "registration", None),
         deterministic=getattr(args, "deterministic", False),
         plugin=args.plugin, plugin_args=json.dumps(args.plugin_args or {}),

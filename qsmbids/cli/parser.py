@@ -163,6 +163,13 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     meth.add_argument("--field-strength", type=_positive_float, default=None, metavar="TESLA",
                       help="B0 used where sidecars lack MagneticFieldStrength (overrides it "
                            "where present, with a note in the log)")
+    meth.add_argument("--phase-sign", type=int, choices=(1, -1), default=1, metavar="{1,-1}",
+                      help="multiply the phase by this sign before anything else: -1 for "
+                           "data whose converter wrote the phase with the opposite "
+                           "handedness (iron-rich nuclei and veins then come out negative; "
+                           "the QC flags phase_sign_suspect and nuclei_inverted say so); "
+                           "default 1, right for Siemens and Philips data converted by "
+                           "dcm2niix (see the README)")
     meth.add_argument("--phase-units", choices=PHASE_UNITS, default=None,
                       help="force how the stored phase is read, for data the automatic rules "
                            "cannot decide (the log and sidecars say which rule was used): "

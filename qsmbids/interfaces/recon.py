@@ -48,6 +48,8 @@ class _ThreadsInputSpec(BaseInterfaceInputSpec):
 class LoadGreInputSpec(BaseInterfaceInputSpec):
     run_spec = traits.Str(mandatory=True, desc="JSON: files per part, echo times, units")
     phase_units = traits.Str(desc="--phase-units override: rad, siemens or arbitrary")
+    phase_sign = traits.Enum(1, -1, usedefault=True,
+                             desc="--phase-sign: multiplies the wrapped phase (handedness)")
 
 
 class LoadGreOutputSpec(TraitedSpec):
@@ -98,6 +100,8 @@ class LoadGre(MeasuredInterface):
             if scaled.warning:
                 units_info["PhaseUnitsWarning"] = scaled.warning
             del raw_phase
+        if self.inputs.phase_sign == -1:  # -phase is wrapped phase again (up to the -pi edge)
+            phase = np.negative(phase, out=phase)
         ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), ref.affine, ref.header)
         self._results["magnitude"] = save_like(magnitude, ref3, _out("magnitude.nii"))
         self._results["phase"] = save_like(phase, ref3, _out("phase.nii"))
@@ -105,6 +109,7 @@ class LoadGre(MeasuredInterface):
             _out("provenance.json"), "phase scaling", rule,
             {"EchoTime": spec["echo_times"], "Parts": "real/imag" if spec["real"] else
              "mag/phase", "SidecarUnits": spec.get("phase_units"),
+             "PhaseSign": int(self.inputs.phase_sign),
              "Override": self.inputs.phase_units if isdefined(self.inputs.phase_units)
              else None}, units_info)
         return runtime

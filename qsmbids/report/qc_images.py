@@ -298,3 +298,35 @@ def robust_z(values: Sequence[float] | np.ndarray) -> np.ndarray:
         mean_ad = dev.mean()
         z[finite] = (x[finite] - med) / (1.2533 * mean_ad) if mean_ad > 0 else 0.0
     return z
+
+
+def chi_tail_ratio(qsm: np.ndarray, mask: np.ndarray, voxel_size, depth_mm: float = 6.0
+                   ) -> float:
+    """Positive over negative tail of a susceptibility map: ``(p99 - median) /
+    (median - p1)`` over the mask deeper than ``depth_mm`` (the whole mask when that
+    leaves under 1000 voxels, e.g. a crop).
+
+    Veins and the iron-rich nuclei are paramagnetic, so a brain map leans positive:
+    3.5 on the Philips 3 T head, 8.5-22 on qsm-forward heads (whose map is the same
+    thing made elsewhere); a phase with the wrong handedness inverts it (0.29 on the
+    Philips head). The 7 T crop of ``shared/realdata`` (white and grey matter only) sits
+    at 1.1 either way.
+
+    Returns
+    -------
+    float
+        The ratio (nan without finite values or spread).
+    """
+    from scipy import ndimage
+
+    mask = _as_mask(mask)
+    values = _check_same_shape("the QSM", qsm, mask)
+    deep = ndimage.distance_transform_edt(mask, sampling=voxel_size) > depth_mm
+    region = deep if np.count_nonzero(deep) >= 1000 else mask
+    chi = values[region].astype(np.float64)
+    chi = chi[np.isfinite(chi)]
+    if chi.size < 10:
+        return float("nan")
+    p01, median, p99 = np.percentile(chi, [1, 50, 99])
+    negative = median - p01
+    return float((p99 - median) / negative) if negative > 0 else float("nan")

@@ -27,6 +27,7 @@ from qsmbids.report.qc_images import (  # noqa: F401  (re-exported: part of this
     _as_mask,
     _check_same_shape,
     chi_flatness,
+    chi_tail_ratio,
     dice,
     iron_nuclei_contrast,
     mask_edge_contact,
@@ -89,6 +90,11 @@ class QCThresholds:
         sign when their mean lies more than this below the reference (white matter
         when the atlas has it, else the brain median). A failed registration gives
         about 0, a sign error about -0.1 to -0.2, so -0.03 sits beyond the first.
+    min_chi_tail_ratio
+        The map's positive tail over its negative one
+        (:func:`qsmbids.report.qc_images.chi_tail_ratio`, 3.5-22 on real and simulated
+        heads, the inverse under a flipped phase sign) below which the phase sign is
+        suspect; needs no atlas.
     min_mask_largest_fraction
         Smallest acceptable share of the mask in its largest connected part: a brain
         mask is one body; a mask of many separate pieces (noise, scalp) is not.
@@ -111,6 +117,7 @@ class QCThresholds:
     min_chi_iqr_ppm: float = 0.005
     max_chi_zero_fraction: float = 0.05
     inverted_nuclei_ppm: float = -0.03
+    min_chi_tail_ratio: float = 0.5
     min_mask_largest_fraction: float = 0.95
     max_mask_box_fill: float = 0.8
 
@@ -156,6 +163,10 @@ class RunQC:
         Interquartile range of the QSM in the mask, ppm.
     chi_zero_fraction
         Fraction of mask voxels where the QSM is exactly 0 or not finite.
+    chi_tail_ratio
+        The map's positive over its negative tail
+        (:func:`qsmbids.report.qc_images.chi_tail_ratio`; the phase-sign check that
+        needs no atlas).
     mask_components, mask_largest_fraction
         Number of connected parts of the mask (face connectivity) and the share of the
         mask voxels in the largest.
@@ -193,6 +204,7 @@ class RunQC:
     nuclei_contrast_ppm: float | None = None
     chi_iqr: float | None = None
     chi_zero_fraction: float | None = None
+    chi_tail_ratio: float | None = None
     mask_components: int | None = None
     mask_largest_fraction: float | None = None
     mask_box_fill: float | None = None
@@ -274,6 +286,7 @@ def compute_run_qc(
     values["phase_units_warning"] = phase_units_warning
     if qsm is not None and n_mask:
         values["chi_iqr"], values["chi_zero_fraction"] = chi_flatness(qsm, mask)
+        values["chi_tail_ratio"] = chi_tail_ratio(qsm, mask, voxel_size)
         chi = _check_same_shape("the QSM", qsm, mask)[mask].astype(np.float64)
         chi = chi[np.isfinite(chi)]
         if chi.size:
@@ -327,7 +340,8 @@ class QCWarning:
 #: the QC flags that mean the susceptibility values themselves are not to be trusted
 #: (also written as ``QCFlags`` into the Chimap sidecars and the run log)
 CRITICAL_CODES: tuple[str, ...] = ("chi_flat", "phase_units_guessed", "phase_units_doubtful",
-                                   "nuclei_inverted", "mask_empty", "mask_volume",
+                                   "nuclei_inverted", "phase_sign_suspect", "mask_empty",
+                                   "mask_volume",
                                    "mask_fragmented", "mask_box", "mask_edge")
 
 
@@ -410,8 +424,18 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"{qc.iron_nuclei_minus_reference_ppm:+.3f} ppm against the "
             f"{qc.sign_check_reference} (iron makes them +0.1 to +0.2 ppm above white "
             f"matter; limit {t.inverted_nuclei_ppm:+g}): the phase sign may be inverted; "
-            "try --phase-sign / check the converter (the handedness of the phase it wrote), "
-            "then the atlas registration in the zoomed views."))
+            "rerun with --phase-sign -1 (or 1 if you passed -1) after checking the "
+            "converter (the handedness of the phase it wrote), then the atlas registration "
+            "in the zoomed views."))
+    if (qc.chi_tail_ratio is not None and math.isfinite(qc.chi_tail_ratio)
+            and qc.chi_tail_ratio < t.min_chi_tail_ratio):
+        out.append(QCWarning(
+            "phase_sign_suspect",
+            f"The map leans negative: its 99th percentile lies {qc.chi_tail_ratio:.2f} times "
+            f"as far above the median as the 1st below it (brain maps lean positive, "
+            f"3.5-20, as veins and the iron-rich nuclei are paramagnetic; limit "
+            f"{t.min_chi_tail_ratio:g}): the phase sign is probably inverted. If the veins "
+            "and nuclei look dark, rerun with --phase-sign -1 (or 1 if you passed -1)."))
     if qc.template_dice is not None and qc.template_dice < t.min_template_dice:
         out.append(QCWarning(
             "registration",

@@ -103,3 +103,18 @@ def run_participant(bids_dir: str | os.PathLike, output_dir: str | os.PathLike,
                "--no-progress", *extra_args]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     return PipelineRun(done.returncode, Path(output_dir), done.stderr)
+
+
+def phase_flipped_copy(bids_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """A copy of a BIDS dataset whose phase images (``part-phase``) are negated, as a
+    converter with the other handedness would write them (radian phase assumed)."""
+    import nibabel as nib
+    import numpy as np
+
+    source, target = Path(bids_dir), Path(out_dir)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("derivatives"))
+    for path in sorted(target.rglob("*part-phase*.nii*")):
+        img = nib.load(str(path))
+        data = -np.asarray(img.dataobj, np.float32)
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), str(path))
+    return target

@@ -114,6 +114,7 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
     if settings.phase_units is not None:
         load.inputs.phase_units = settings.phase_units
+    load.inputs.phase_sign = settings.phase_sign
     mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
     if inputs.user_mask is not None:
         mask.inputs.user_mask = str(inputs.user_mask)

@@ -75,6 +75,8 @@ class Settings:
         pybids filters keyed by query (``megre``, ``t1w``), as JSON text (hashable).
     field_strength
         B0 in tesla overriding/replacing ``MagneticFieldStrength`` (None: sidecars).
+    phase_sign
+        +1 or -1: multiplies the phase (its handedness) right after it is read.
     phase_units
         None: phase units from the sidecar and the values
         (:func:`qsmbids.recon.phase_scaling.scale_phase_to_radians`); or one of
@@ -111,6 +113,7 @@ class Settings:
     bids_filters: str = "{}"
     field_strength: float | None = None
     phase_units: str | None = None
+    phase_sign: int = 1
     unwrapping: str = PRESETS[DEFAULT_PRESET]["unwrapping"]
     bg_removal: str = PRESETS[DEFAULT_PRESET]["bg_removal"]
     inversion: str = PRESETS[DEFAULT_PRESET]["inversion"]
@@ -139,6 +142,8 @@ class Settings:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; "
                                  f"got {getattr(self, name)!r}")
+        if self.phase_sign not in (1, -1):
+            raise ValueError(f"phase_sign must be 1 or -1; got {self.phase_sign!r}")
         if self.phase_units is not None and self.phase_units not in PHASE_UNITS:
             raise ValueError(f"phase_units must be one of {', '.join(PHASE_UNITS)} or None; "
                              f"got {self.phase_units!r}")
