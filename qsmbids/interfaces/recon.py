@@ -72,19 +72,34 @@ class LoadGre(MeasuredInterface):
 
         spec = json.loads(self.inputs.run_spec)
         units_info: dict = {}
+        nan_voxels = {}
 
         def stack(paths):
             volumes = [np.asarray(nib.load(p).dataobj, dtype=np.float32) for p in paths]
             data = volumes[0] if spec["four_d"] else np.stack(
                 [v.reshape(v.shape[:3]) for v in volumes], axis=-1)
+            bad = ~np.isfinite(data)
+            if bad.any():  # a NaN background (some converters and masking tools): no signal
+                nan_voxels[Path(paths[0]).name] = int(bad.sum())
+                data[bad] = 0.0
             return data, nib.load(paths[0])
 
         if spec["real"]:
+            from qsmbids.recon.slice_alternation import undo_slice_alternation
+
             real, ref = stack(spec["real"])
             imag, _ = stack(spec["imag"])
+            alternation = undo_slice_alternation(real, imag)
+            real, imag = alternation.real, alternation.imaginary
             converted = magnitude_phase_from_complex(real, imag)
             magnitude, phase, rule = converted.magnitude, converted.phase, converted.rule
-            units_info = {"PhaseUnitsRule": rule, "PhaseUnitsGuessed": False}
+            if alternation.axes:
+                rule += ("; pi alternation between neighbouring slices along voxel axis "
+                         + ", ".join(str(a) for a in alternation.axes)
+                         + " undone (every other slice negated, as GE exports need)")
+            units_info = {"PhaseUnitsRule": rule, "PhaseUnitsGuessed": False,
+                          "SliceAlternationAxes": list(alternation.axes),
+                          "NeighbourCoherence": [round(c, 3) for c in alternation.coherence]}
             if isdefined(self.inputs.phase_units):
                 units_info["PhaseUnitsWarning"] = (
                     f"--phase-units {self.inputs.phase_units} ignored: the phase comes "
@@ -100,6 +115,8 @@ class LoadGre(MeasuredInterface):
             if scaled.warning:
                 units_info["PhaseUnitsWarning"] = scaled.warning
             del raw_phase
+        if nan_voxels:
+            units_info["NaNVoxelsSetToZero"] = nan_voxels
         if self.inputs.phase_sign == -1:  # -phase is wrapped phase again (up to the -pi edge)
             phase = np.negative(phase, out=phase)
         ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), ref.affine, ref.header)
