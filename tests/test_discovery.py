@@ -290,6 +290,7 @@ def test_a_4d_file_with_one_echo_time_is_reported(dataset):
         _write_nifti(path, np.ones((*SHAPE, 3), np.float32))
         path.with_name(path.name[:-7] + ".json").write_text(
             json.dumps({"EchoTime": 0.02, "MagneticFieldStrength": 3}))
-    run = _run(dataset)
-    problems = validate_run(run)
-    assert problems and "EchoTime as a list" in problems[0]
+    found = discover_runs(dataset)
+    assert not found.runs
+    message = found.problems[0].message
+    assert "holds 3 volumes but one EchoTime" in message and "EchoTime as a list" in message

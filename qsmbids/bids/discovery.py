@@ -66,6 +66,10 @@ class GreRun:
         empty tuples for parts that are absent (either mag+phase or real+imag).
     four_d
         True when each part is one 4-D file holding all echoes along the 4th axis.
+    channels
+        Uncombined receive-coil channels: 1 for combined data; N when each per-echo
+        file holds N channels along its 4th axis, or each 4-D file is 5-D (x, y, z,
+        echo, channel).
     field_strength
         B0 in tesla (from ``MagneticFieldStrength`` or ``--field-strength``).
     phase_units
@@ -92,6 +96,7 @@ class GreRun:
     real: tuple[Path, ...] = ()
     imag: tuple[Path, ...] = ()
     four_d: bool = False
+    channels: int = 1
     field_strength: float = 3.0
     phase_units: str | None = None
     t1w: Path | None = None
@@ -373,6 +378,21 @@ class _RunBuilder:
         if len(times) == 1:
             notes.append("single echo: no phase-offset removal (the offset is removed with "
                          "the background field) and no R2*/T2* maps")
+        channels = _channel_count(paths[1][0], four_d, len(times))
+        if channels > 1:
+            if wanted[0] == "real":
+                return self._problem(
+                    f"{channels} uncombined coil channels of real/imaginary parts: only "
+                    "magnitude/phase channels are combined so far; export magnitude and "
+                    "phase, or combined images")
+            if len(times) < 2:
+                return self._problem(
+                    f"{self._rel(paths[1][0])} holds {channels} volumes but one EchoTime: "
+                    "if they are echoes, give EchoTime as a list of all their echo times "
+                    "in its sidecar; if they are coil channels of a single echo, export "
+                    "combined images (the coil combination, MCPC-3D-S, needs two echoes)")
+            notes.append(f"{channels} uncombined coil channels: combined by MCPC-3D-S "
+                         "before field estimation")
         subject, session, acq, rec, run = self.key
         files = dict(zip(wanted, paths, strict=True))
         units = meta.get("Units") if wanted[1] == "phase" else None
@@ -381,9 +401,23 @@ class _RunBuilder:
             suffix=self.suffix, echo_times=tuple(times),
             magnitude=files.get("mag", ()), phase=files.get("phase", ()),
             real=files.get("real", ()), imag=files.get("imag", ()), four_d=four_d,
+            channels=channels,
             field_strength=b0, phase_units=units, t1w=t1w, bids_dir=self.bids_dir,
             metadata=dict(meta), notes=tuple(notes),
         )
+
+
+def _channel_count(path: Path, four_d: bool, n_echoes: int) -> int:
+    """Coil channels of a run from its first phase (or imaginary) file's header: the 4th
+    axis of a per-echo file, the 5th of a 4-D file (1 when unreadable: validation then
+    names the problem)."""
+    try:
+        shape = nib.load(str(path)).header.get_data_shape()
+    except Exception:  # validate_run reports unreadable files
+        return 1
+    if four_d:
+        return int(shape[4]) if len(shape) >= 5 and shape[4] > 1 else 1
+    return int(shape[3]) if len(shape) >= 4 and shape[3] > 1 else 1
 
 
 def _find_t1w(layout, subject: str, session: str | None, filters: Mapping[str, Any]):
@@ -517,7 +551,16 @@ def validate_run(run: GreRun) -> list[str]:
             continue
         assert img is not None and data is not None
         shape = data.shape
-        if run.four_d:
+        if run.channels > 1:
+            expected = ((run.n_echoes, run.channels) if run.four_d else (run.channels,))
+            if data.ndim != 3 + len(expected) or tuple(shape[3:]) != expected:
+                layout = ("(x, y, z, echo, channel)" if run.four_d else "(x, y, z, channel)")
+                problems.append(f"{path.name} has shape {shape}; {layout} with "
+                                f"{run.channels} channels was expected, as in the first "
+                                "phase file")
+                continue
+            shape = shape[:3]
+        elif run.four_d:
             if data.ndim != 4:
                 problems.append(f"{path.name} has shape {shape}; a 4-D file with "
                                 f"{run.n_echoes} echoes was expected")
@@ -572,6 +615,8 @@ def summarize(runs: Iterable[GreRun]) -> str:
     for run in runs:
         parts = "real/imag" if run.complex_parts else "mag/phase"
         layout = "4-D" if run.four_d else "per-echo files"
+        if run.channels > 1:
+            layout += f", {run.channels} coil channels"
         tes = ", ".join(f"{t * 1e3:.2f}" for t in run.echo_times)
         t1 = " + T1w" if run.t1w else ""
         lines.append(f"{run.prefix}: {run.n_echoes} echoes (TE {tes} ms), "

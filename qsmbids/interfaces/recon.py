@@ -105,6 +105,9 @@ class LoadGre(MeasuredInterface):
                     f"--phase-units {self.inputs.phase_units} ignored: the phase comes "
                     "from real/imaginary parts")
             del real, imag
+        elif spec.get("channels", 1) > 1:
+            override = self.inputs.phase_units if isdefined(self.inputs.phase_units) else None
+            magnitude, phase, rule, units_info, ref = _combine_channel_files(spec, override)
         else:
             magnitude, ref = stack(spec["magnitude"])
             raw_phase, _ = stack(spec["phase"])
@@ -130,6 +133,42 @@ class LoadGre(MeasuredInterface):
              "Override": self.inputs.phase_units if isdefined(self.inputs.phase_units)
              else None}, units_info)
         return runtime
+
+
+def _combine_channel_files(spec: dict, override: str | None):
+    """Magnitude and phase of a run stored as uncombined coil channels, combined by
+    MCPC-3D-S one channel at a time (each channel's phase scaled to radians alone)."""
+    from qsmbids.recon.coil_combination import combine_channels
+    from qsmbids.recon.phase_scaling import scale_phase_to_radians
+
+    mags = [nib.load(p) for p in spec["magnitude"]]
+    phases = [nib.load(p) for p in spec["phase"]]
+    rules: set[str] = set()
+    guessed = False
+
+    def volume(images, channel, echo):
+        if spec["four_d"]:
+            return np.asarray(images[0].dataobj[..., echo, channel], np.float32)
+        return np.asarray(images[echo].dataobj[..., channel], np.float32)
+
+    def read(channel, echo):
+        nonlocal guessed
+        magnitude = np.nan_to_num(volume(mags, channel, echo))
+        scaled = scale_phase_to_radians(np.nan_to_num(volume(phases, channel, echo)),
+                                        spec.get("phase_units"), override)
+        rules.add(scaled.rule)
+        guessed |= scaled.guessed
+        return magnitude, scaled.phase
+
+    voxel = tuple(float(v) for v in mags[0].header.get_zooms()[:3])
+    combined = combine_channels(read, int(spec["channels"]), spec["echo_times"], voxel)
+    rule = "; ".join(sorted(rules)) + "; " + combined.description
+    info = {"PhaseUnitsRule": rule, "PhaseUnitsGuessed": guessed,
+            "CoilChannels": int(spec["channels"]), "CoilCombination": combined.description}
+    if len(rules) > 1:
+        info["PhaseUnitsWarning"] = ("the channels' phase values led to different unit "
+                                     f"rules ({len(rules)}); pass --phase-units")
+    return combined.magnitude, combined.phase, rule, info, mags[0]
 
 
 # ----------------------------------------------------------------------------- mask

@@ -77,6 +77,7 @@ def run_spec(run: GreRun) -> str:
         "real": [str(p) for p in run.real],
         "imag": [str(p) for p in run.imag],
         "four_d": run.four_d,
+        "channels": run.channels,
         "echo_times": list(run.echo_times),
         "field_strength": run.field_strength,
         "phase_units": run.phase_units,
@@ -89,10 +90,16 @@ def _shape(run: GreRun) -> tuple[int, int, int]:
     return tuple(int(n) for n in header.get_data_shape()[:3])  # type: ignore[return-value]
 
 
-def memory_estimates(shape: tuple[int, int, int], n_echoes: int) -> dict[str, float]:
-    """GB per node for an image of ``shape`` with ``n_echoes`` (measured peaks + margin)."""
+def memory_estimates(shape: tuple[int, int, int], n_echoes: int,
+                     channels: int = 1) -> dict[str, float]:
+    """GB per node for an image of ``shape`` with ``n_echoes`` (measured peaks + margin);
+    coil channels are combined one at a time (accumulators of 3 float32 volumes per echo
+    and about 20 for the offsets), so their number does not scale the load step."""
+    load = estimate_mem_gb(shape, n_echoes, 4.0)
+    if channels > 1:
+        load += estimate_mem_gb(shape, n_echoes, 3.0) + estimate_mem_gb(shape, 1, 20.0)
     return {
-        "load": estimate_mem_gb(shape, n_echoes, 4.0),
+        "load": load,
         "mask": estimate_mem_gb(shape, n_echoes, 3.0),
         "field": estimate_mem_gb(shape, n_echoes, 8.0),
         "relax": estimate_mem_gb(shape, n_echoes, 4.0),
@@ -165,7 +172,7 @@ def init_registration_wf(settings: Settings, inputs: RunInputs, mem: dict[str, f
 def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     """The whole per-run pipeline, ending in the derivatives sink."""
     run = inputs.run
-    mem = memory_estimates(_shape(run), run.n_echoes)
+    mem = memory_estimates(_shape(run), run.n_echoes, run.channels)
     wf = pe.Workflow(name=workflow_name(run))
     f = init_field_wf(settings, inputs, mem)
     q = init_qsm_wf(settings, mem, run.n_echoes)
