@@ -185,6 +185,39 @@ def test_a_flipped_phase_sign_is_flagged_and_undone_by_the_option(tmp_path):
     assert score.nrmse < BOUNDS["base3t2mm"][0]
 
 
+@pytest.mark.parametrize(("slices", "usable"), [(8, True), (2, False)])
+def test_a_thin_multi_slice_slab_runs_and_says_what_it_is(tmp_path, slices, usable):
+    """A slab of a few slices through the base head (3 mm; 24 or 6 mm thick), as 2-D
+    multi-slice protocols give: the run completes, the mask is flagged as cut by the
+    field of view; 8 slices give a map that follows the truth, 2 slices a map too flat
+    to use, and the flag chi_flat says so instead of a silent result."""
+    import shutil
+
+    head = simulate_peer_head(_three_mm("base3t2mm"), tmp_path / "head")
+    truth, brain, _ = head.load_truth()
+    bids = tmp_path / "slab"
+    shutil.copytree(head.bids_dir, bids, ignore=shutil.ignore_patterns("derivatives"))
+    z0 = 26
+    for path in sorted((bids / "sub-1" / "anat").glob("*.nii")):
+        img = nib.load(str(path))
+        data = np.array(img.dataobj[:, :, z0:z0 + slices])  # a copy: the file is replaced
+        path.unlink()
+        nib.save(nib.Nifti1Image(data, img.affine, img.header), str(path))
+    run = run_participant(bids, tmp_path / "out", tmp_path / "work", ["--atlas", "none"])
+    assert run.returncode == 0, run.log[-3000:]
+    flags = _qc_flags(run)
+    assert "mask_edge" in flags
+    chi = _image(run, "*_space-orig_desc-wholebrain_Chimap.nii.gz")
+    mask = _image(run, "*_space-orig_desc-brain_mask.nii.gz") > 0
+    inside = mask & brain[:, :, z0:z0 + slices]
+    r = np.corrcoef(chi[inside], truth[:, :, z0:z0 + slices][inside])[0, 1]
+    print(f"{slices} slices: correlation with the truth {r:.2f}, flags {flags}")
+    if usable:
+        assert r > 0.6 and "chi_flat" not in flags
+    else:
+        assert "chi_flat" in flags
+
+
 @needs_realdata
 def test_philips_head_with_a_flipped_phase_is_flagged(tmp_path):
     bids = phase_flipped_copy(philips_bids(REALDATA, tmp_path / "bids"), tmp_path / "flip")

@@ -404,7 +404,9 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"{t.min_chi_iqr_ppm:g}) and {100 * qc.chi_zero_fraction:.1f}% of its voxels "
             "exactly 0 or not finite. The usual cause is a phase read in the wrong units "
             "(e.g. arbitrary units taken as radians): check the phase-scaling rule in the "
-            "Chimap sidecar and try --phase-units rad|siemens|arbitrary."))
+            "Chimap sidecar and try --phase-units rad|siemens|arbitrary. A slab of a few "
+            "slices (the mask then touches the first and last slice) is also too thin for "
+            "the dipole inversion: QSM needs a few centimetres of coverage."))
     if qc.phase_units_guessed:
         out.append(QCWarning(
             "phase_units_guessed",
