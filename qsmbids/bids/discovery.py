@@ -70,6 +70,10 @@ class GreRun:
         Uncombined receive-coil channels: 1 for combined data; N when each per-echo
         file holds N channels along its 4th axis, or each 4-D file is 5-D (x, y, z,
         echo, channel).
+    field_map, field_map_units
+        A field map given instead of wrapped phase (BIDS ``fieldmap`` with ``Units``
+        Hz, rad/s, ppm, or rad for an unwrapped phase at its ``EchoTime``), with its
+        ``magnitude`` in ``magnitude``; None for GRE runs.
     field_strength
         B0 in tesla (from ``MagneticFieldStrength`` or ``--field-strength``).
     phase_units
@@ -97,6 +101,8 @@ class GreRun:
     imag: tuple[Path, ...] = ()
     four_d: bool = False
     channels: int = 1
+    field_map: Path | None = None
+    field_map_units: str | None = None
     field_strength: float = 3.0
     phase_units: str | None = None
     t1w: Path | None = None
@@ -132,7 +138,8 @@ class GreRun:
     @property
     def files(self) -> tuple[Path, ...]:
         """Every image of the run."""
-        return self.magnitude + self.phase + self.real + self.imag
+        extra = (self.field_map,) if self.field_map is not None else ()
+        return self.magnitude + self.phase + self.real + self.imag + extra
 
 
 @dataclass(frozen=True)
@@ -407,6 +414,53 @@ class _RunBuilder:
         )
 
 
+def _field_map_run(path: Path, ent: Mapping[str, Any], meta: Mapping[str, Any],
+                   bids_dir: Path, field_strength: float | None,
+                   t1w: Path | None) -> GreRun | RunProblem:
+    """A run from a BIDS ``fieldmap`` image with its ``magnitude`` (case 3 of the BIDS
+    field maps), entering the pipeline after field estimation."""
+    from qsmbids.recon.units import FIELD_MAP_UNITS
+
+    key = (str(ent["subject"]), *(_label(ent.get(e)) for e in RUN_ENTITIES))
+    name = "_".join([f"sub-{key[0]}"] + [f"{_LABEL_KEYS[e]}-{v}" for e, v in
+                                          zip(RUN_ENTITIES, key[1:], strict=True)
+                                          if v is not None])
+
+    def problem(message: str) -> RunProblem:
+        return RunProblem(name, message, key[0])
+
+    rel = _relative(path, bids_dir)
+    units = meta.get("Units")
+    if units not in FIELD_MAP_UNITS:
+        return problem(f"{rel}: Units {units!r} in its sidecar; a field map needs one of "
+                       f"{', '.join(FIELD_MAP_UNITS)}")
+    times: tuple[float, ...] = ()
+    if units == "rad":
+        te = meta.get("EchoTime")
+        if not isinstance(te, (int, float)) or not 0 < te <= _MAX_ECHO_TIME_S:
+            return problem(f"{rel}: an unwrapped phase (Units rad) needs its EchoTime in "
+                           f"seconds in the sidecar, got {te!r}")
+        times = (float(te),)
+    stem = path.name.split(".")[0]
+    candidates = [path.with_name(path.name.replace(stem, stem[: -len("fieldmap")] + suffix))
+                  for suffix in ("magnitude", "magnitude1")]
+    magnitude = next((c for c in candidates if c.is_file()), None)
+    if magnitude is None:
+        return problem(f"{rel}: no {candidates[0].name} beside it; the field map needs its "
+                       "magnitude for the brain mask")
+    b0 = field_strength if field_strength is not None else meta.get("MagneticFieldStrength")
+    if b0 is None or not float(b0) > 0:
+        return problem(f"no MagneticFieldStrength in the sidecar of {rel}; pass "
+                       "--field-strength (tesla)")
+    return GreRun(
+        subject=key[0], session=key[1], acquisition=key[2], reconstruction=key[3],
+        run=key[4], suffix="fieldmap", echo_times=times, magnitude=(magnitude,), phase=(),
+        four_d=False, field_map=path, field_map_units=str(units), field_strength=float(b0),
+        t1w=t1w, bids_dir=bids_dir, metadata=dict(meta),
+        notes=(f"field map given ({units}): no phase scaling, offset removal, "
+               "unwrapping or echo fit; no R2*/T2* maps",))
+
+
 def _channel_count(path: Path, four_d: bool, n_echoes: int) -> int:
     """Coil channels of a run from its first phase (or imaginary) file's header: the 4th
     axis of a per-echo file, the 5th of a 4-D file (1 when unreadable: validation then
@@ -496,6 +550,14 @@ def discover_runs(
     runs: list[GreRun] = []
     problems: list[RunProblem] = []
     t1w_filters = filters.get("t1w", {})
+    fm_query = {**query, "suffix": "fieldmap"}
+    for bids_file in layout.get(**fm_query):
+        t1w = _find_t1w(layout, str(bids_file.get_entities()["subject"]),
+                        _label(bids_file.get_entities().get("session")), t1w_filters)
+        result = _field_map_run(Path(bids_file.path), bids_file.get_entities(),
+                                layout.get_metadata(bids_file.path), bids_dir,
+                                field_strength, t1w)
+        (problems if isinstance(result, RunProblem) else runs).append(result)
     for full_key in sorted(builders, key=lambda k: tuple("" if v is None else v for v in k)):
         builder = builders[full_key]
         if builder.magnitude_only_single_echo:
@@ -509,8 +571,15 @@ def discover_runs(
         (problems if isinstance(result, RunProblem) else runs).append(result)
     names = [r.prefix for r in runs]
     clashes = {n for n in names if names.count(n) > 1}
-    if clashes:  # the same entities under two suffixes (e.g. MEGRE and T2starw)
-        runs = [r for r in runs if r.prefix not in clashes or r.suffix == "MEGRE"]
+    if clashes:  # the same entities under two suffixes (e.g. MEGRE and T2starw, or a
+        # GRE run and a field map): the wrapped phase wins
+        best = {n: min((r for r in runs if r.prefix == n),
+                       key=lambda r: (r.suffix != "MEGRE", r.suffix == "fieldmap"))
+                for n in clashes}
+        runs = [r for r in runs if r.prefix not in clashes or r is best[r.prefix]]
+    runs.sort(key=lambda r: tuple("" if v is None else v for v in
+                                  (r.subject, r.session, r.acquisition, r.reconstruction,
+                                   r.run)))
     return Discovery(tuple(runs), tuple(problems), tuple(skipped))
 
 
@@ -613,6 +682,10 @@ def summarize(runs: Iterable[GreRun]) -> str:
     """One line per run: name, echoes, field strength, layout (for the log)."""
     lines = []
     for run in runs:
+        if run.field_map is not None:
+            lines.append(f"{run.prefix}: field map ({run.field_map_units}) + magnitude, "
+                         f"{run.field_strength:g} T")
+            continue
         parts = "real/imag" if run.complex_parts else "mag/phase"
         layout = "4-D" if run.four_d else "per-echo files"
         if run.channels > 1:

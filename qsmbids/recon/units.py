@@ -31,3 +31,29 @@ def ppm_to_rad(field_ppm: np.ndarray, echo_time_s: float, field_strength_t: floa
 def rad_to_ppm(phase_rad: np.ndarray, echo_time_s: float, field_strength_t: float) -> np.ndarray:
     """Field in ppm from an unwrapped phase in rad at ``echo_time_s`` (inverse of ppm_to_rad)."""
     return phase_rad / (2 * np.pi * hz_per_ppm(field_strength_t) * echo_time_s)
+
+
+#: ``Units`` of a field-map input (BIDS ``fieldmap``) and what each needs
+FIELD_MAP_UNITS: tuple[str, ...] = ("Hz", "rad/s", "ppm", "rad")
+
+
+def field_map_to_ppm(values: np.ndarray, units: str, field_strength_t: float,
+                     echo_time_s: float | None = None) -> np.ndarray:
+    """A field map in ``units`` (one of :data:`FIELD_MAP_UNITS`) as ppm of B0.
+
+    ``Hz`` and ``rad/s`` are frequency offsets (a B0 map); ``rad`` is an unwrapped phase
+    accrued at ``echo_time_s`` (required then); ``ppm`` passes through. float32.
+    """
+    values = np.asarray(values, np.float32)
+    if units == "Hz":
+        return values / np.float32(hz_per_ppm(field_strength_t))
+    if units == "rad/s":
+        return values / np.float32(2 * np.pi * hz_per_ppm(field_strength_t))
+    if units == "ppm":
+        return values.copy()
+    if units == "rad":
+        if not echo_time_s or echo_time_s <= 0:
+            raise ValueError("an unwrapped phase (Units rad) needs its EchoTime (s)")
+        return rad_to_ppm(values, echo_time_s, field_strength_t).astype(np.float32)
+    raise ValueError(f"field-map Units {units!r} not understood; use one of "
+                     f"{', '.join(FIELD_MAP_UNITS)}")

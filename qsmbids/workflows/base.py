@@ -78,6 +78,8 @@ def run_spec(run: GreRun) -> str:
         "imag": [str(p) for p in run.imag],
         "four_d": run.four_d,
         "channels": run.channels,
+        "field_map": None if run.field_map is None else str(run.field_map),
+        "field_map_units": run.field_map_units,
         "echo_times": list(run.echo_times),
         "field_strength": run.field_strength,
         "phase_units": run.phase_units,
@@ -118,6 +120,8 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
     relaxometry when the run has two echoes or more."""
     run = inputs.run
     threads = settings.omp_nthreads
+    if run.field_map is not None:
+        return _init_field_map_nodes(inputs, mem)
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
     if settings.phase_units is not None:
         load.inputs.phase_units = settings.phase_units
@@ -134,6 +138,22 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
         nodes["relax"] = pe.Node(Relaxometry(echo_times=list(run.echo_times)),
                                  name="relaxometry", mem_gb=mem["relax"])
     return nodes
+
+
+def _init_field_map_nodes(inputs: RunInputs, mem: dict[str, float]) -> dict:
+    """A run that brings its field map: load the magnitude, mask, convert the map."""
+    from qsmbids.interfaces.field_map import FieldFromMap, LoadMagnitude
+
+    run = inputs.run
+    load = pe.Node(LoadMagnitude(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
+    mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
+    if inputs.user_mask is not None:
+        mask.inputs.user_mask = str(inputs.user_mask)
+    field = pe.Node(FieldFromMap(field_map=str(run.field_map), units=run.field_map_units,
+                                 field_strength=run.field_strength,
+                                 echo_time=run.echo_times[0] if run.echo_times else 0.0),
+                    name="field", mem_gb=mem["field"])
+    return {"load": load, "mask": mask, "field": field}
 
 
 def init_qsm_wf(settings: Settings, mem: dict[str, float], n_echoes: int = 2) -> dict:
@@ -172,10 +192,10 @@ def init_registration_wf(settings: Settings, inputs: RunInputs, mem: dict[str, f
 def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     """The whole per-run pipeline, ending in the derivatives sink."""
     run = inputs.run
-    mem = memory_estimates(_shape(run), run.n_echoes, run.channels)
+    mem = memory_estimates(_shape(run), max(1, run.n_echoes), run.channels)
     wf = pe.Workflow(name=workflow_name(run))
     f = init_field_wf(settings, inputs, mem)
-    q = init_qsm_wf(settings, mem, run.n_echoes)
+    q = init_qsm_wf(settings, mem, run.n_echoes if run.field_map is None else 2)
     r = init_registration_wf(settings, inputs, mem)
     sink = pe.Node(DerivativesSink(
         output_dir=str(settings.output_dir), run_spec=run_spec(run),
@@ -184,23 +204,26 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         name="sink", mem_gb=mem["sink"], overwrite=True)
     wf.connect([
         (f["load"], f["mask"], [("magnitude", "magnitude")]),
-        (f["load"], f["field"], [("magnitude", "magnitude"), ("phase", "phase")]),
         (f["mask"], f["field"], [("mask", "mask")]),
         (f["field"], q["bg"], [("field", "field"), ("mask", "mask")]),
         (q["bg"], q["inv"], [("local_field", "local_field"), ("mask", "mask")]),
-        (f["field"], q["inv"], [("field_noise", "field_noise")]),
         (q["inv"], q["ref"], [("chi", "chi")]),
         (q["bg"], q["ref"], [("mask", "mask")]),
         (f["load"], sink, [("provenance", "prov_load")]),
         (f["mask"], sink, [("provenance", "prov_mask")]),
-        (f["field"], sink, [("field", "in_totalfield"), ("field_noise", "in_fieldnoise"),
-                            ("provenance", "prov_field")]),
+        (f["field"], sink, [("field", "in_totalfield"), ("provenance", "prov_field")]),
         (q["bg"], sink, [("local_field", "in_localfield"), ("mask", "in_mask"),
                          ("provenance", "prov_bg")]),
         (q["inv"], sink, [("provenance", "prov_inv")]),
         (q["ref"], sink, [("chi", "in_chi"), ("provenance", "prov_ref"),
                           ("reference", "reference")]),
     ])
+    if run.field_map is None:  # estimated from wrapped phase: its noise map weights TV
+        wf.connect([
+            (f["load"], f["field"], [("magnitude", "magnitude"), ("phase", "phase")]),
+            (f["field"], q["inv"], [("field_noise", "field_noise")]),
+            (f["field"], sink, [("field_noise", "in_fieldnoise")]),
+        ])
     if "relax" in f:
         wf.connect([
             (f["load"], f["relax"], [("magnitude", "magnitude")]),
