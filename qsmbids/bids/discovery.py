@@ -28,150 +28,34 @@ import itertools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
-import numpy as np
+
+from qsmbids.bids.run_checks import validate_run
+from qsmbids.bids.runs import (
+    LABEL_KEYS as _LABEL_KEYS,
+)
+from qsmbids.bids.runs import (
+    RUN_ENTITIES,
+    Discovery,
+    GreRun,
+    RunProblem,
+    bids_uri,
+    run_sources,
+    summarize,
+)
 
 #: suffixes that may hold GRE data for QSM (multi- or single-echo; a single-echo
 #: T2starw/GRE counts when it has a phase part)
 GRE_SUFFIXES = ("MEGRE", "T2starw", "GRE")
 #: image parts; a file without ``part`` is a magnitude image (BIDS)
 PARTS = ("mag", "phase", "real", "imag")
-#: entities (pybids names) that, with the subject, identify a run
-RUN_ENTITIES = ("session", "acquisition", "reconstruction", "run")
-_LABEL_KEYS = {"session": "ses", "acquisition": "acq", "reconstruction": "rec", "run": "run"}
 _NIFTI = [".nii", ".nii.gz"]
 #: echo times above this (seconds) are almost certainly milliseconds
 _MAX_ECHO_TIME_S = 0.5
-
-
-@dataclass(frozen=True)
-class GreRun:
-    """One multi-echo GRE acquisition, ready to reconstruct.
-
-    Attributes
-    ----------
-    subject, session, acquisition, reconstruction, run
-        BIDS labels (None where the entity is absent).
-    suffix
-        ``MEGRE``, ``T2starw`` or ``GRE``.
-    echo_times
-        Echo times in seconds, increasing.
-    magnitude, phase, real, imag
-        Files per echo in echo order, or one 4-D file each when ``four_d``;
-        empty tuples for parts that are absent (either mag+phase or real+imag).
-    four_d
-        True when each part is one 4-D file holding all echoes along the 4th axis.
-    channels
-        Uncombined receive-coil channels: 1 for combined data; N when each per-echo
-        file holds N channels along its 4th axis, or each 4-D file is 5-D (x, y, z,
-        echo, channel).
-    field_map, field_map_units
-        A field map given instead of wrapped phase (BIDS ``fieldmap`` with ``Units``
-        Hz, rad/s, ppm, or rad for an unwrapped phase at its ``EchoTime``), with its
-        ``magnitude`` in ``magnitude``; None for GRE runs.
-    field_strength
-        B0 in tesla (from ``MagneticFieldStrength`` or ``--field-strength``).
-    phase_units
-        ``Units`` of the phase sidecar (``rad``, ``arbitrary``) or None if absent.
-    t1w
-        A T1w image of the same subject and session, or None.
-    bids_dir
-        Root of the raw dataset (to make ``bids:raw:`` URIs).
-    metadata
-        Sidecar of the first phase (or first magnitude) file, merged by pybids.
-    notes
-        Remarks found during discovery (e.g. field strength overridden).
-    """
-
-    subject: str
-    session: str | None
-    acquisition: str | None
-    reconstruction: str | None
-    run: str | None
-    suffix: str
-    echo_times: tuple[float, ...]
-    magnitude: tuple[Path, ...]
-    phase: tuple[Path, ...]
-    real: tuple[Path, ...] = ()
-    imag: tuple[Path, ...] = ()
-    four_d: bool = False
-    channels: int = 1
-    field_map: Path | None = None
-    field_map_units: str | None = None
-    field_strength: float = 3.0
-    phase_units: str | None = None
-    t1w: Path | None = None
-    bids_dir: Path = Path(".")
-    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def entities(self) -> dict[str, str]:
-        """BIDS entities of the run (short keys, in name order), e.g. {'sub': '01', 'run': '1'}."""
-        out = {"sub": self.subject}
-        for long in RUN_ENTITIES:
-            value = getattr(self, long)
-            if value is not None:
-                out[_LABEL_KEYS[long]] = value
-        return out
-
-    @property
-    def prefix(self) -> str:
-        """File name stem of the run, e.g. ``sub-01_ses-pre_acq-fast_run-2``."""
-        return "_".join(f"{k}-{v}" for k, v in self.entities.items())
-
-    @property
-    def n_echoes(self) -> int:
-        """Number of echoes."""
-        return len(self.echo_times)
-
-    @property
-    def complex_parts(self) -> bool:
-        """True when the data are real/imaginary instead of magnitude/phase."""
-        return bool(self.real)
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        """Every image of the run."""
-        extra = (self.field_map,) if self.field_map is not None else ()
-        return self.magnitude + self.phase + self.real + self.imag + extra
-
-
-@dataclass(frozen=True)
-class RunProblem:
-    """A run that cannot be processed, with the reason.
-
-    Attributes
-    ----------
-    name
-        The run's file name stem (e.g. ``sub-01_ses-1_run-2``).
-    message
-        What is wrong, naming the file(s) concerned.
-    subject
-        Subject label.
-    """
-
-    name: str
-    message: str
-    subject: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """Result of :func:`discover_runs`: runs to process, runs set aside, and GRE-suffixed
-    images that are not QSM input (``skipped``: one line each, naming the file and why)."""
-
-    runs: tuple[GreRun, ...]
-    problems: tuple[RunProblem, ...]
-    skipped: tuple[str, ...] = ()
 
 
 class DiscoveryError(Exception):
@@ -590,108 +474,6 @@ def _relative(path: str | Path, root: Path) -> str:
         return str(path)
 
 
-def _read(path: Path) -> tuple[nib.Nifti1Image | None, np.ndarray | None, str | None]:
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        return None, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}"
-    return img, data, None
-
-
-def validate_run(run: GreRun) -> list[str]:
-    """Read every image of a run and report what prevents reconstructing it.
-
-    Checks: the files can be read completely (corrupt/truncated NIfTI), the images
-    are 3-D volumes (not 2-D slices), 4-D files hold one volume per echo time, all
-    parts and echoes share shape and affine, and no image is NaN in most of its voxels.
-
-    Returns
-    -------
-    list of str
-        One specific message per problem; empty when the run is fine.
-    """
-    problems: list[str] = []
-    reference: tuple[str, tuple[int, ...], np.ndarray] | None = None
-    for path in run.files:
-        img, data, error = _read(path)
-        if error:
-            problems.append(error)
-            continue
-        assert img is not None and data is not None
-        shape = data.shape
-        if run.channels > 1:
-            expected = ((run.n_echoes, run.channels) if run.four_d else (run.channels,))
-            if data.ndim != 3 + len(expected) or tuple(shape[3:]) != expected:
-                layout = ("(x, y, z, echo, channel)" if run.four_d else "(x, y, z, channel)")
-                problems.append(f"{path.name} has shape {shape}; {layout} with "
-                                f"{run.channels} channels was expected, as in the first "
-                                "phase file")
-                continue
-            shape = shape[:3]
-        elif run.four_d:
-            if data.ndim != 4:
-                problems.append(f"{path.name} has shape {shape}; a 4-D file with "
-                                f"{run.n_echoes} echoes was expected")
-                continue
-            if shape[3] != run.n_echoes:
-                problems.append(f"{path.name} holds {shape[3]} volumes but its sidecar lists "
-                                f"{run.n_echoes} echo times")
-            shape = shape[:3]
-        else:
-            if data.ndim == 4 and shape[3] == 1:
-                shape = shape[:3]
-            elif data.ndim != 3:
-                problems.append(f"{path.name} has shape {shape}; one 3-D volume per echo "
-                                "was expected (a 4-D file of several echoes needs EchoTime "
-                                "as a list of all its echo times in its sidecar)")
-                continue
-        if sum(n > 1 for n in shape) < 3:
-            problems.append(f"{path.name} is 2-D (shape {shape}); QSM needs a 3-D volume")
-            continue
-        if np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype,
-                                                                   np.complexfloating):
-            n_nan = int(np.count_nonzero(np.isnan(data)))
-            if n_nan > 0.5 * data.size:  # fewer (a NaN background) are set to 0 on loading
-                problems.append(f"{path.name} is NaN in {n_nan} of its {data.size} voxels")
-        affine = img.affine
-        if reference is None:
-            reference = (path.name, shape, affine)
-            continue
-        ref_name, ref_shape, ref_affine = reference
-        if shape != ref_shape:
-            problems.append(f"{path.name} has shape {shape} but {ref_name} has {ref_shape}")
-        elif not np.allclose(affine, ref_affine, atol=1e-3, rtol=1e-4):
-            problems.append(f"{path.name} and {ref_name} have different affines "
-                            "(voxel positions differ)")
-    return problems
-
-
-def bids_uri(path: Path, bids_dir: Path, dataset: str = "raw") -> str:
-    """BIDS URI of a file of a dataset, e.g. ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``."""
-    rel = Path(path).absolute().relative_to(Path(bids_dir).absolute())
-    return f"bids:{dataset}:{rel.as_posix()}"
-
-
-def run_sources(run: GreRun) -> list[str]:
-    """BIDS URIs of the raw files a run's derivatives come from."""
-    return [bids_uri(p, run.bids_dir) for p in run.files]
-
-
-def summarize(runs: Iterable[GreRun]) -> str:
-    """One line per run: name, echoes, field strength, layout (for the log)."""
-    lines = []
-    for run in runs:
-        if run.field_map is not None:
-            lines.append(f"{run.prefix}: field map ({run.field_map_units}) + magnitude, "
-                         f"{run.field_strength:g} T")
-            continue
-        parts = "real/imag" if run.complex_parts else "mag/phase"
-        layout = "4-D" if run.four_d else "per-echo files"
-        if run.channels > 1:
-            layout += f", {run.channels} coil channels"
-        tes = ", ".join(f"{t * 1e3:.2f}" for t in run.echo_times)
-        t1 = " + T1w" if run.t1w else ""
-        lines.append(f"{run.prefix}: {run.n_echoes} echoes (TE {tes} ms), "
-                     f"{run.field_strength:g} T, {parts}, {layout}{t1}")
-    return "\n".join(lines)
+__all__ = ["GRE_SUFFIXES", "PARTS", "RUN_ENTITIES", "Discovery", "DiscoveryError", "GreRun",
+           "RunProblem", "bids_uri", "discover_runs", "load_bids_filters", "make_layout",
+           "run_sources", "summarize", "validate_run"]
