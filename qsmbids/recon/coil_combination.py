@@ -23,12 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage as ndi
 
+from qsmbids.recon.echo_fit import smooth_phase_gaussian, unwrap_echo_difference
 from qsmbids.recon.masking import tissue_level
 from qsmbids.recon.phase_scaling import wrap_to_pi
-from qsmbids.recon.unwrap import unwrap_spatial
-from qsmbids.recon.unwrap_region_growing import QualityInputs
 
 #: reads channel ``c`` (0-based) at echo ``e`` (0-based): magnitude, phase in rad, (x, y, z)
 ChannelReader = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
@@ -109,25 +107,16 @@ def combine_channels(
     if mask is None:
         mask = rss_first > 0.3 * tissue_level(rss_first)
     mask = np.asarray(mask, bool)
-    difference = np.angle(hermitian).astype(np.float32)
-    unwrapped = unwrap_spatial(difference, mask, voxel_size, "region-growing",
-                               QualityInputs(magnitude=np.sqrt(np.abs(hermitian))))
-    if mask.any():
-        unwrapped -= np.float32(2 * np.pi * np.round(np.median(unwrapped[mask]) / (2 * np.pi)))
-    del hermitian, difference
+    unwrapped = unwrap_echo_difference(np.angle(hermitian).astype(np.float32),
+                                       np.sqrt(np.abs(hermitian)), mask, voxel_size)
+    del hermitian
     to_first = np.float32(tes[i] / (tes[j] - tes[i]))
-    sigma = [sigma_mm / float(v) for v in voxel_size]
     combined = [None] * len(tes)
     squares = [None] * len(tes)
     for channel in range(n_channels):
         m1, p1 = (np.asarray(a, np.float32) for a in read(channel, i))
         raw = p1 - unwrapped * to_first
-        if sigma_mm > 0:
-            real = ndi.gaussian_filter(m1 * np.cos(raw), sigma, truncate=3.0)
-            imag = ndi.gaussian_filter(m1 * np.sin(raw), sigma, truncate=3.0)
-            offset = np.arctan2(imag, real).astype(np.float32)
-        else:
-            offset = raw
+        offset = smooth_phase_gaussian(raw, m1, sigma_mm, voxel_size) if sigma_mm > 0 else raw
         for echo in range(len(tes)):
             m, p = (m1, p1) if echo == i else (np.asarray(a, np.float32)
                                                 for a in read(channel, echo))

@@ -133,10 +133,7 @@ def estimate_phase_offset(
     mask = np.asarray(mask, dtype=bool)
     difference = wrap_to_pi(phase[..., j] - phase[..., i])
     weight = np.sqrt(magnitude[..., i] * magnitude[..., j])
-    unwrapped = unwrap_spatial(difference, mask, voxel_size, unwrap_method,
-                               QualityInputs(magnitude=weight))
-    if mask.any():
-        unwrapped -= np.float32(_TWO_PI * np.round(np.median(unwrapped[mask]) / _TWO_PI))
+    unwrapped = unwrap_echo_difference(difference, weight, mask, voxel_size, unwrap_method)
     raw = phase[..., i] - unwrapped * np.float32(tes[i] / (tes[j] - tes[i]))
     if smoothing not in OFFSET_SMOOTHING:
         raise ValueError(f"unknown offset smoothing {smoothing!r}; choose from "
@@ -149,11 +146,31 @@ def estimate_phase_offset(
         residual = wrap_to_pi(np.where(mask, raw - first, 0.0).astype(np.float32))
         second = first + fitter.fit(residual)
         return np.where(mask, wrap_to_pi(second.astype(np.float32)), 0.0).astype(np.float32)
-    sigma = [sigma_mm / v for v in voxel_size]
     weighted = np.where(mask, magnitude[..., i], 0.0).astype(np.float32)
-    real = ndi.gaussian_filter(weighted * np.cos(raw), sigma, truncate=3.0)
-    imag = ndi.gaussian_filter(weighted * np.sin(raw), sigma, truncate=3.0)
-    return wrap_to_pi(np.arctan2(imag, real)).astype(np.float32)
+    return wrap_to_pi(smooth_phase_gaussian(raw, weighted, sigma_mm, voxel_size))
+
+
+def unwrap_echo_difference(difference: np.ndarray, weight: np.ndarray, mask: np.ndarray,
+                           voxel_size: Sequence[float],
+                           method: str = "region-growing") -> np.ndarray:
+    """Spatially unwrap a phase difference between two echoes (rad, (x, y, z)), guided by
+    ``weight`` (e.g. the geometric mean magnitude), with the global 2*pi*k chosen so that
+    its median over ``mask`` lies in [-pi, pi) (the median field is closest to 0 Hz)."""
+    unwrapped = unwrap_spatial(difference, mask, voxel_size, method,
+                               QualityInputs(magnitude=weight))
+    if mask.any():
+        unwrapped -= np.float32(_TWO_PI * np.round(np.median(unwrapped[mask]) / _TWO_PI))
+    return unwrapped
+
+
+def smooth_phase_gaussian(phase: np.ndarray, weight: np.ndarray, sigma_mm: float,
+                          voxel_size: Sequence[float]) -> np.ndarray:
+    """Phase (rad) smoothed as the ``weight``-weighted Gaussian average (sigma in mm) of
+    ``exp(i phase)``; float32 in (-pi, pi]."""
+    sigma = [sigma_mm / v for v in voxel_size]
+    real = ndi.gaussian_filter(weight * np.cos(phase), sigma, truncate=3.0)
+    imag = ndi.gaussian_filter(weight * np.sin(phase), sigma, truncate=3.0)
+    return np.arctan2(imag, real).astype(np.float32)
 
 
 def remove_phase_offset(phase: np.ndarray, offset: np.ndarray) -> np.ndarray:
