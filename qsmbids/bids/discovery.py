@@ -112,6 +112,14 @@ def _label(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _run_name(key: tuple) -> str:
+    """File name stem of a run key (subject, session, acq, rec, run), e.g. ``sub-01_ses-1``."""
+    subject, *labels = key
+    return "_".join([f"sub-{subject}"] + [
+        f"{_LABEL_KEYS[e]}-{v}" for e, v in zip(RUN_ENTITIES, labels, strict=True)
+        if v is not None])
+
+
 def _echo_time_list(meta: Mapping[str, Any]) -> list[float] | None:
     """Echo times of a 4-D file: ``EchoTime`` as a list, or ``EchoTime1``, ``EchoTime2``..."""
     te = meta.get("EchoTime")
@@ -137,11 +145,7 @@ class _RunBuilder:
 
     @property
     def name(self) -> str:
-        subject, *labels = self.key
-        parts = [f"sub-{subject}"] + [
-            f"{_LABEL_KEYS[e]}-{v}" for e, v in zip(RUN_ENTITIES, labels, strict=True)
-            if v is not None]
-        return "_".join(parts)
+        return _run_name(self.key)
 
     def add(self, path: Path, part: str, echo: int | None, meta: dict) -> None:
         self.files[part][echo].append((path, meta))
@@ -269,7 +273,7 @@ class _RunBuilder:
         if len(times) == 1:
             notes.append("single echo: no phase-offset removal (the offset is removed with "
                          "the background field) and no R2*/T2* maps")
-        channels = _channel_count(paths[1][0], four_d, len(times))
+        channels = _channel_count(paths[1][0], four_d)
         if channels > 1:
             if wanted[0] == "real":
                 return self._problem(
@@ -306,9 +310,7 @@ def _field_map_run(path: Path, ent: Mapping[str, Any], meta: Mapping[str, Any],
     from qsmbids.recon.units import FIELD_MAP_UNITS
 
     key = (str(ent["subject"]), *(_label(ent.get(e)) for e in RUN_ENTITIES))
-    name = "_".join([f"sub-{key[0]}"] + [f"{_LABEL_KEYS[e]}-{v}" for e, v in
-                                          zip(RUN_ENTITIES, key[1:], strict=True)
-                                          if v is not None])
+    name = _run_name(key)
 
     def problem(message: str) -> RunProblem:
         return RunProblem(name, message, key[0])
@@ -345,7 +347,7 @@ def _field_map_run(path: Path, ent: Mapping[str, Any], meta: Mapping[str, Any],
                "unwrapping or echo fit; no R2*/T2* maps",))
 
 
-def _channel_count(path: Path, four_d: bool, n_echoes: int) -> int:
+def _channel_count(path: Path, four_d: bool) -> int:
     """Coil channels of a run from its first phase (or imaginary) file's header: the 4th
     axis of a per-echo file, the 5th of a 4-D file (1 when unreadable: validation then
     names the problem)."""

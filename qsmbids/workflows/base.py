@@ -120,15 +120,15 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
     relaxometry when the run has two echoes or more."""
     run = inputs.run
     threads = settings.omp_nthreads
+    mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
+    if inputs.user_mask is not None:
+        mask.inputs.user_mask = str(inputs.user_mask)
     if run.field_map is not None:
-        return _init_field_map_nodes(inputs, mem)
+        return _init_field_map_nodes(run, mask, mem)
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
     if settings.phase_units is not None:
         load.inputs.phase_units = settings.phase_units
     load.inputs.phase_sign = settings.phase_sign
-    mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
-    if inputs.user_mask is not None:
-        mask.inputs.user_mask = str(inputs.user_mask)
     field = pe.Node(EstimateField(echo_times=list(run.echo_times),
                                   field_strength=run.field_strength,
                                   unwrapping=settings.unwrapping, num_threads=threads),
@@ -140,15 +140,11 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
     return nodes
 
 
-def _init_field_map_nodes(inputs: RunInputs, mem: dict[str, float]) -> dict:
+def _init_field_map_nodes(run: GreRun, mask: pe.Node, mem: dict[str, float]) -> dict:
     """A run that brings its field map: load the magnitude, mask, convert the map."""
     from qsmbids.interfaces.field_map import FieldFromMap, LoadMagnitude
 
-    run = inputs.run
     load = pe.Node(LoadMagnitude(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
-    mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
-    if inputs.user_mask is not None:
-        mask.inputs.user_mask = str(inputs.user_mask)
     field = pe.Node(FieldFromMap(field_map=str(run.field_map), units=run.field_map_units,
                                  field_strength=run.field_strength,
                                  echo_time=run.echo_times[0] if run.echo_times else 0.0),
@@ -156,12 +152,13 @@ def _init_field_map_nodes(inputs: RunInputs, mem: dict[str, float]) -> dict:
     return {"load": load, "mask": mask, "field": field}
 
 
-def init_qsm_wf(settings: Settings, mem: dict[str, float], n_echoes: int = 2) -> dict:
+def init_qsm_wf(settings: Settings, mem: dict[str, float], offset_term: bool = False) -> dict:
     """Nodes from the total field to the referenced QSM: background, inversion, reference
-    (with one echo, the background step also removes the phase offset's r^2 part)."""
+    (``offset_term``: the background step also removes a phase offset's r^2 part, for a
+    field from one echo)."""
     threads = settings.omp_nthreads
     bg = pe.Node(RemoveBackground(method=settings.bg_removal, num_threads=threads,
-                                  offset_term=n_echoes == 1),
+                                  offset_term=offset_term),
                  name="bg_removal", mem_gb=mem["bg"], n_procs=threads)
     inv = pe.Node(DipoleInversion(method=settings.inversion, num_threads=threads),
                   name="inversion", mem_gb=mem["inv"], n_procs=threads)
@@ -195,7 +192,7 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     mem = memory_estimates(_shape(run), max(1, run.n_echoes), run.channels)
     wf = pe.Workflow(name=workflow_name(run))
     f = init_field_wf(settings, inputs, mem)
-    q = init_qsm_wf(settings, mem, run.n_echoes if run.field_map is None else 2)
+    q = init_qsm_wf(settings, mem, offset_term=run.field_map is None and run.n_echoes == 1)
     r = init_registration_wf(settings, inputs, mem)
     sink = pe.Node(DerivativesSink(
         output_dir=str(settings.output_dir), run_spec=run_spec(run),
