@@ -302,13 +302,36 @@ class _RunBuilder:
         )
 
 
+def field_map_units(meta: Mapping[str, Any], name: str) -> tuple[str, float | None]:
+    """Units of a field map from its sidecar, and the echo time in s of an unwrapped
+    phase (``Units`` rad; None otherwise).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` when ``Units`` is missing or unknown, or rad comes without a
+        plausible ``EchoTime``.
+    """
+    from qsmbids.recon.units import FIELD_MAP_UNITS
+
+    units = meta.get("Units")
+    if units not in FIELD_MAP_UNITS:
+        raise ValueError(f"{name}: Units {units!r} in its sidecar; a field map needs one of "
+                         f"{', '.join(FIELD_MAP_UNITS)}")
+    if units != "rad":
+        return str(units), None
+    te = meta.get("EchoTime")
+    if not isinstance(te, (int, float)) or not 0 < te <= _MAX_ECHO_TIME_S:
+        raise ValueError(f"{name}: an unwrapped phase (Units rad) needs its EchoTime in "
+                         f"seconds in the sidecar, got {te!r}")
+    return "rad", float(te)
+
+
 def _field_map_run(path: Path, ent: Mapping[str, Any], meta: Mapping[str, Any],
                    bids_dir: Path, field_strength: float | None,
                    t1w: Path | None) -> GreRun | RunProblem:
     """A run from a BIDS ``fieldmap`` image with its ``magnitude`` (case 3 of the BIDS
     field maps), entering the pipeline after field estimation."""
-    from qsmbids.recon.units import FIELD_MAP_UNITS
-
     key = (str(ent["subject"]), *(_label(ent.get(e)) for e in RUN_ENTITIES))
     name = _run_name(key)
 
@@ -316,17 +339,10 @@ def _field_map_run(path: Path, ent: Mapping[str, Any], meta: Mapping[str, Any],
         return RunProblem(name, message, key[0])
 
     rel = _relative(path, bids_dir)
-    units = meta.get("Units")
-    if units not in FIELD_MAP_UNITS:
-        return problem(f"{rel}: Units {units!r} in its sidecar; a field map needs one of "
-                       f"{', '.join(FIELD_MAP_UNITS)}")
-    times: tuple[float, ...] = ()
-    if units == "rad":
-        te = meta.get("EchoTime")
-        if not isinstance(te, (int, float)) or not 0 < te <= _MAX_ECHO_TIME_S:
-            return problem(f"{rel}: an unwrapped phase (Units rad) needs its EchoTime in "
-                           f"seconds in the sidecar, got {te!r}")
-        times = (float(te),)
+    try:
+        units, echo_time = field_map_units(meta, rel)
+    except ValueError as exc:
+        return problem(str(exc))
     stem = path.name.split(".")[0]
     candidates = [path.with_name(path.name.replace(stem, stem[: -len("fieldmap")] + suffix))
                   for suffix in ("magnitude", "magnitude1")]
@@ -340,8 +356,9 @@ def _field_map_run(path: Path, ent: Mapping[str, Any], meta: Mapping[str, Any],
                        "--field-strength (tesla)")
     return GreRun(
         subject=key[0], session=key[1], acquisition=key[2], reconstruction=key[3],
-        run=key[4], suffix="fieldmap", echo_times=times, magnitude=(magnitude,), phase=(),
-        four_d=False, field_map=path, field_map_units=str(units), field_strength=float(b0),
+        run=key[4], suffix="fieldmap", echo_times=(), magnitude=(magnitude,), phase=(),
+        four_d=False, field_map=path, field_map_units=str(units),
+        field_map_echo_time=echo_time, field_strength=float(b0),
         t1w=t1w, bids_dir=bids_dir, metadata=dict(meta),
         notes=(f"field map given ({units}): no phase scaling, offset removal, "
                "unwrapping or echo fit; no R2*/T2* maps",))

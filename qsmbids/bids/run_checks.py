@@ -36,13 +36,21 @@ def validate_run(run: GreRun) -> list[str]:
     problems: list[str] = []
     reference: tuple[str, tuple[int, ...], np.ndarray] | None = None
     for path in run.files:
+        is_field_map = path == run.field_map
         img, data, error = _read(path)
         if error:
             problems.append(error)
             continue
         assert img is not None and data is not None
         shape = data.shape
-        if run.channels > 1:
+        if is_field_map:  # one 3-D volume, on the grid of the magnitude
+            if data.ndim == 4 and shape[3] == 1:
+                shape = shape[:3]
+            elif data.ndim != 3:
+                problems.append(f"{path.name} has shape {shape}; a field map must be one "
+                                "3-D volume")
+                continue
+        elif run.channels > 1:
             expected = ((run.n_echoes, run.channels) if run.four_d else (run.channels,))
             if data.ndim != 3 + len(expected) or tuple(shape[3:]) != expected:
                 layout = ("(x, y, z, echo, channel)" if run.four_d else "(x, y, z, channel)")

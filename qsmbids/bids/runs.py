@@ -34,10 +34,12 @@ class GreRun:
         Uncombined receive-coil channels: 1 for combined data; N when each per-echo
         file holds N channels along its 4th axis, or each 4-D file is 5-D (x, y, z,
         echo, channel).
-    field_map, field_map_units
-        A field map given instead of wrapped phase (BIDS ``fieldmap`` with ``Units``
-        Hz, rad/s, ppm, or rad for an unwrapped phase at its ``EchoTime``), with its
-        ``magnitude`` in ``magnitude``; None for GRE runs.
+    field_map, field_map_units, field_map_echo_time
+        A field map given instead of wrapped phase (a BIDS ``fieldmap``, or a file
+        passed with ``--field-map``), its units (Hz, rad/s, ppm, or rad for an
+        unwrapped phase) and, for rad, the echo time in s of that phase; the magnitude
+        stays in ``magnitude`` (all echoes of a GRE run, or the field map's own
+        ``magnitude``) and ``phase`` is empty. None for runs of wrapped phase.
     field_strength
         B0 in tesla (from ``MagneticFieldStrength`` or ``--field-strength``).
     phase_units
@@ -67,6 +69,7 @@ class GreRun:
     channels: int = 1
     field_map: Path | None = None
     field_map_units: str | None = None
+    field_map_echo_time: float | None = None
     field_strength: float = 3.0
     phase_units: str | None = None
     t1w: Path | None = None
@@ -145,8 +148,11 @@ def bids_uri(path: Path, bids_dir: Path, dataset: str = "raw") -> str:
 
 
 def run_sources(run: GreRun) -> list[str]:
-    """BIDS URIs of the raw files a run's derivatives come from."""
-    return [bids_uri(p, run.bids_dir) for p in run.files]
+    """URIs of the files a run's derivatives come from: BIDS URIs for the raw dataset's
+    files, ``file:`` URIs for files given from elsewhere (a ``--field-map``)."""
+    root = Path(run.bids_dir).absolute()
+    return [bids_uri(p, root) if Path(p).absolute().is_relative_to(root)
+            else Path(p).absolute().as_uri() for p in run.files]
 
 
 def summarize(runs: Iterable[GreRun]) -> str:

@@ -36,6 +36,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         field_strength=args.field_strength, unwrapping=args.unwrapping,
         bg_removal=args.bg_removal, inversion=args.inversion, reference=args.reference,
         atlas=args.atlas, atlas_dir=args.atlas_dir, mask=args.mask,
+        field_map=getattr(args, "field_map", None),
+        field_map_units=getattr(args, "field_map_units", None),
         phase_units=getattr(args, "phase_units", None),
         phase_sign=getattr(args, "phase_sign", 1),
         registration=getattr(args, "registration", None),

@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from qsmbids import __version__
 from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.recon.units import FIELD_MAP_UNITS
 from qsmbids.workflows.settings import (
     BG_REMOVAL,
     DEFAULT_PRESET,
@@ -180,6 +181,15 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     meth.add_argument("--mask", type=Path, default=None, metavar="PATH",
                       help="brain mask: a NIfTI used for every run, or a folder searched for "
                            "'<run>*_mask.nii[.gz]'; default: computed from the magnitude")
+    meth.add_argument("--field-map", type=Path, default=None, metavar="PATH",
+                      help="a field map in place of the wrapped phase (a B0 map or an "
+                           "unwrapped phase from the scanner or another tool, on the GRE "
+                           "grid): a NIfTI for a selection of one run, or a folder searched "
+                           "for '<run>*fieldmap.nii[.gz]'; units from the JSON sidecar "
+                           "beside it (Units; EchoTime for rad) or --field-map-units. The "
+                           "run's magnitude still makes the mask and R2*")
+    meth.add_argument("--field-map-units", choices=FIELD_MAP_UNITS, default=None,
+                      help="units of the --field-map files (overrides their sidecars)")
     meth.add_argument("--atlas", default="default", metavar="NAME",
                       help="atlas for regional tables: 'default' (MNI152NLin2009cAsym deep "
                            "grey nuclei) or 'none'")

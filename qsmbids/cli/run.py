@@ -109,6 +109,23 @@ def resolve_user_mask(settings: Settings, run: GreRun) -> Path | None:
     raise SetupError(f"--mask {mask} does not exist")
 
 
+def _with_user_field_maps(settings: Settings,
+                          runs: list[GreRun]) -> tuple[list[GreRun], list[RunOutcome]]:
+    """Runs with their phase replaced by the ``--field-map`` file found for each; a run
+    without a usable one is set aside, naming what was looked for or what is wrong."""
+    from qsmbids.bids.user_field_map import find_user_field_map, with_user_field_map
+
+    assert settings.field_map is not None
+    kept, set_aside = [], []
+    for run in runs:
+        try:
+            path = find_user_field_map(settings.field_map, run, len(runs))
+            kept.append(with_user_field_map(run, path, settings.field_map_units))
+        except ValueError as exc:
+            set_aside.append(RunOutcome(run.prefix, "failed", str(exc)))
+    return kept, set_aside
+
+
 # ----------------------------------------------------------------------------- progress/logs
 
 
@@ -278,7 +295,11 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
     todo: list = []
     from qsmbids.workflows.base import RunInputs
 
-    for run in discovery.runs:
+    runs = list(discovery.runs)
+    if settings.field_map is not None:
+        runs, set_aside = _with_user_field_maps(settings, runs)
+        outcomes += set_aside
+    for run in runs:
         state = run_state(settings.output_dir, run.entities, settings.digest())
         if state.complete and not settings.overwrite:
             outcomes.append(RunOutcome(run.prefix, "skipped", "outputs already complete"))
@@ -312,7 +333,7 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
     if finished and not settings.graph_plugin:
         from qsmbids.cli.reports import write_participant_reports
 
-        done_runs = [r for r in discovery.runs if r.prefix in finished]
+        done_runs = [r for r in runs if r.prefix in finished]
         for subject, where in write_participant_reports(
                 settings, done_runs, context, atlas_dir,
                 methods_boilerplate(settings, atlas_dir), say=say).items():

@@ -1,8 +1,9 @@
 """Thin nipype interfaces for runs that bring a field map instead of wrapped phase.
 
 A BIDS ``fieldmap`` (``Units`` Hz, rad/s, ppm, or rad for an unwrapped phase with its
-``EchoTime``) with its ``magnitude`` enters the pipeline after field estimation: the
-magnitude makes the brain mask, the map converted to ppm is the total field.
+``EchoTime``) with its ``magnitude``, or a GRE run whose phase a ``--field-map`` replaces,
+enters the pipeline after field estimation: the magnitude makes the brain mask, the map
+converted to ppm is the total field.
 """
 
 from __future__ import annotations
@@ -22,28 +23,38 @@ class LoadMagnitudeInputSpec(BaseInterfaceInputSpec):
 
 
 class LoadMagnitudeOutputSpec(TraitedSpec):
-    magnitude = File(exists=True, desc="magnitude, (x, y, z, 1), float32")
+    magnitude = File(exists=True, desc="magnitude, (x, y, z, echo), float32")
     provenance = File(exists=True)
 
 
 class LoadMagnitude(MeasuredInterface):
-    """The magnitude of a field-map run, as a one-volume 4-D image (NaN set to 0)."""
+    """The magnitude of a field-map run as a 4-D image (x, y, z, echo), NaN set to 0:
+    every echo of a GRE run (uncombined channels combined by root sum of squares), or
+    the first volume of a BIDS field map's ``magnitude``."""
 
     input_spec = LoadMagnitudeInputSpec
     output_spec = LoadMagnitudeOutputSpec
 
     def _compute(self, runtime):
         spec = json.loads(self.inputs.run_spec)
-        img = nib.load(spec["magnitude"][0])
-        data = np.asarray(img.dataobj, np.float32)
-        data = data.reshape(*data.shape[:3], -1)[..., :1]
-        bad = int((~np.isfinite(data)).sum())
-        data = np.nan_to_num(data)
+        volumes, bad = [], 0
+        for path in spec["magnitude"]:
+            img = nib.load(path)
+            data = np.asarray(img.dataobj, np.float32)
+            bad += int((~np.isfinite(data)).sum())
+            data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+            if int(spec["channels"]) > 1:  # channels on the last axis
+                data = np.sqrt(np.einsum("...c,...c->...", data, data))
+            volumes.append(data.reshape(*data.shape[:3], -1))
+        data = np.concatenate(volumes, axis=3)[..., : max(1, len(spec["echo_times"]))]
         ref3 = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), img.affine, img.header)
         self._results["magnitude"] = save_like(data, ref3, _out("magnitude.nii"))
         self._results["provenance"] = write_provenance(
-            _out("provenance.json"), "magnitude", "magnitude of a field-map run",
-            {"FieldMap": spec["field_map"], "Units": spec["field_map_units"]},
+            _out("provenance.json"), "magnitude", "magnitude of a field-map run"
+            + (", coil channels combined by root sum of squares"
+               if int(spec["channels"]) > 1 else ""),
+            {"FieldMap": spec["field_map"], "Units": spec["field_map_units"],
+             "Echoes": int(data.shape[3])},
             {"NaNVoxelsSetToZero": bad})
         return runtime
 

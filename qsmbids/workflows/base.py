@@ -119,12 +119,21 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
     """Nodes from the raw files to the total field and R2*: load, mask, field, and
     relaxometry when the run has two echoes or more."""
     run = inputs.run
-    threads = settings.omp_nthreads
     mask = pe.Node(BrainMask(), name="mask", mem_gb=mem["mask"])
     if inputs.user_mask is not None:
         mask.inputs.user_mask = str(inputs.user_mask)
-    if run.field_map is not None:
-        return _init_field_map_nodes(run, mask, mem)
+    nodes = (_init_field_map_nodes(run, mask, mem) if run.field_map is not None
+             else _init_phase_nodes(settings, run, mask, mem))
+    if run.n_echoes >= 2:  # R2*/T2* need two echoes or more
+        nodes["relax"] = pe.Node(Relaxometry(echo_times=list(run.echo_times)),
+                                 name="relaxometry", mem_gb=mem["relax"])
+    return nodes
+
+
+def _init_phase_nodes(settings: Settings, run: GreRun, mask: pe.Node,
+                      mem: dict[str, float]) -> dict:
+    """A run of wrapped phase: load and scale the parts, mask, estimate the field."""
+    threads = settings.omp_nthreads
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
     if settings.phase_units is not None:
         load.inputs.phase_units = settings.phase_units
@@ -133,11 +142,7 @@ def init_field_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) 
                                   field_strength=run.field_strength,
                                   unwrapping=settings.unwrapping, num_threads=threads),
                     name="field", mem_gb=mem["field"], n_procs=threads)
-    nodes = {"load": load, "mask": mask, "field": field}
-    if run.n_echoes >= 2:  # R2*/T2* need two echoes or more
-        nodes["relax"] = pe.Node(Relaxometry(echo_times=list(run.echo_times)),
-                                 name="relaxometry", mem_gb=mem["relax"])
-    return nodes
+    return {"load": load, "mask": mask, "field": field}
 
 
 def _init_field_map_nodes(run: GreRun, mask: pe.Node, mem: dict[str, float]) -> dict:
@@ -147,7 +152,7 @@ def _init_field_map_nodes(run: GreRun, mask: pe.Node, mem: dict[str, float]) -> 
     load = pe.Node(LoadMagnitude(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
     field = pe.Node(FieldFromMap(field_map=str(run.field_map), units=run.field_map_units,
                                  field_strength=run.field_strength,
-                                 echo_time=run.echo_times[0] if run.echo_times else 0.0),
+                                 echo_time=run.field_map_echo_time or 0.0),
                     name="field", mem_gb=mem["field"])
     return {"load": load, "mask": mask, "field": field}
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from qsmbids.recon.units import PHASE_UNITS
+from qsmbids.recon.units import FIELD_MAP_UNITS, PHASE_UNITS
 
 #: method names offered on the command line, per step (first = default)
 UNWRAPPING = ("romeo", "laplacian")
@@ -97,6 +97,10 @@ class Settings:
     mask
         None for automatic masks; a NIfTI used for every run, or a folder searched
         for ``<run>*_mask.nii[.gz]``.
+    field_map, field_map_units
+        None, or a field map replacing each run's wrapped phase: a NIfTI for one run,
+        or a folder searched for ``<run>*fieldmap.nii[.gz]``; its units (Hz, rad/s,
+        ppm, rad) where no sidecar gives them (None: the sidecar's ``Units``).
     plugin, plugin_args
         nipype execution plugin and its arguments (JSON text).
     nprocs, omp_nthreads, mem_gb
@@ -124,6 +128,8 @@ class Settings:
     atlas: str | None = "default"
     atlas_dir: Path | None = None
     mask: Path | None = None
+    field_map: Path | None = None
+    field_map_units: str | None = None
     plugin: str = "MultiProc"
     plugin_args: str = "{}"
     nprocs: int = field(default_factory=_cpu_count)
@@ -147,6 +153,9 @@ class Settings:
         if self.phase_units is not None and self.phase_units not in PHASE_UNITS:
             raise ValueError(f"phase_units must be one of {', '.join(PHASE_UNITS)} or None; "
                              f"got {self.phase_units!r}")
+        if self.field_map_units is not None and self.field_map_units not in FIELD_MAP_UNITS:
+            raise ValueError(f"field_map_units must be one of {', '.join(FIELD_MAP_UNITS)} "
+                             f"or None; got {self.field_map_units!r}")
         if self.omp_nthreads <= 0:
             object.__setattr__(self, "omp_nthreads", max(1, self.nprocs))
 
