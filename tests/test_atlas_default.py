@@ -100,7 +100,9 @@ def test_default_atlas_layout_and_regions(atlas3):
     atlas, qc = atlas3
     again = load_atlas(atlas.root)
     assert again.space == "MNI152NLin2009cAsym"
-    assert list(again.regions) == list(DEFAULT_REGIONS)
+    # the default regions, then the subthalamic nucleus (CIT168 STH)
+    assert list(again.regions) == [*DEFAULT_REGIONS, "SubthalamicNucleus_L",
+                                   "SubthalamicNucleus_R"]
     assert dict(again.regions) == {k: tuple(v) for k, v in DEFAULT_ATLAS_REGIONS.items()}
     assert set(again.references) == {"CSF", "GreyMatter", "WhiteMatter"}
     assert "non-commercial" in again.license

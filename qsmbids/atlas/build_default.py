@@ -98,6 +98,7 @@ DEFAULT_ATLAS_REGIONS = {
     "SubstantiaNigra_L": [7, 9], "SubstantiaNigra_R": [107, 109],
     "RedNucleus_L": [8], "RedNucleus_R": [108],
     "Dentate_L": [19], "Dentate_R": [119],
+    "SubthalamicNucleus_L": [16], "SubthalamicNucleus_R": [116],
 }
 DEFAULT_ATLAS_REFERENCES = {"CSF": [250], "GreyMatter": [251], "WhiteMatter": [252]}
 

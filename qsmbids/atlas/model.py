@@ -11,8 +11,11 @@ Layout (shared contract; the phantom atlas uses it too)::
 ``atlas.json`` holds ``Name``, ``Space``, ``Template``, ``TemplateMask`` (file or
 null), ``Labels``, ``LabelTable``, ``Regions`` (region name -> label numbers),
 ``References`` (e.g. WhiteMatter, CSF -> label numbers), ``License``, ``Citation``,
-and optionally ``TemplateContrast`` (``T1w``, the default, or ``magnitude``: an
-echo-combined GRE magnitude), which selects the registration metric.
+optionally ``TemplateContrast`` (``T1w``, the default, or ``magnitude``: an
+echo-combined GRE magnitude), which selects the registration metric, and
+``SusceptibilityTemplate`` (``tpl-<Space>_desc-susceptibility_Chimap.nii.gz``, ppm,
+painted from the labels by :mod:`qsmbids.atlas.chi_template` when qsmbids writes the
+folder) with its ``SusceptibilityTemplateRecipe``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from qsmbids.atlas import chi_template
 from qsmbids.bids.derivatives import atomic_save_nifti, atomic_write_text
 
 ATLAS_JSON = "atlas.json"
@@ -67,6 +71,10 @@ class Atlas:
         ``T1w`` (the default, e.g. MNI152) or ``magnitude`` (echo-combined GRE
         magnitude). It decides the registration metric: local correlation when the
         target has the same contrast, mutual information across contrasts.
+    susceptibility_template
+        The susceptibility-contrast template (ppm, on the template grid), or None for
+        atlas folders made without one (:func:`susceptibility_template_image` then
+        paints it on the fly).
     """
 
     root: Path
@@ -82,6 +90,7 @@ class Atlas:
     license: str = ""
     citation: tuple[str, ...] = ()
     template_contrast: str = "T1w"
+    susceptibility_template: Path | None = None
 
     def all_regions(self) -> dict[str, tuple[int, ...]]:
         """Regions followed by references, as one name -> labels mapping."""
@@ -230,6 +239,8 @@ def load_atlas(atlas_dir: str | os.PathLike, *, check_images: bool = True) -> At
         references=references, label_names=label_names, license=str(doc.get("License", "")),
         citation=tuple(str(c) for c in citation),
         template_contrast=_template_contrast(doc, json_path),
+        susceptibility_template=_existing(root, doc, "SusceptibilityTemplate", json_path,
+                                          optional=True),
     )
     if check_images:
         _check_images(atlas)
@@ -260,6 +271,11 @@ def _check_images(atlas: Atlas) -> None:
         msk = _load_image(atlas.template_mask, "template mask")
         if not same_grid(tpl, msk):
             raise AtlasError(f"template mask {atlas.template_mask} is not on the template grid")
+    if atlas.susceptibility_template is not None:
+        chi = _load_image(atlas.susceptibility_template, "susceptibility template")
+        if not same_grid(tpl, chi):
+            raise AtlasError(f"susceptibility template {atlas.susceptibility_template} is "
+                             "not on the template grid")
     data = np.asanyarray(lab.dataobj)
     if not np.issubdtype(data.dtype, np.integer):
         if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
@@ -283,6 +299,7 @@ def atlas_file_names(name: str, space: str) -> dict[str, str]:
     """File names of an atlas folder for atlas ``name`` in template ``space``."""
     return {
         "Template": f"tpl-{space}_desc-brain_T1w.nii.gz",
+        "SusceptibilityTemplate": f"tpl-{space}_{chi_template.FILE_SUFFIX}",
         "TemplateMask": f"tpl-{space}_desc-brain_mask.nii.gz",
         "Labels": f"tpl-{space}_atlas-{name}_dseg.nii.gz",
         "LabelTable": f"tpl-{space}_atlas-{name}_dseg.tsv",
@@ -344,6 +361,12 @@ def write_atlas(
         msk.header.set_xyzt_units("mm")
         atomic_save_nifti(msk, root / files["TemplateMask"])
     atomic_write_text(root / files["LabelTable"], _format_tsv(label_names))
+    label_ppm = chi_template.label_susceptibility(label_names, regions, references or {})
+    chi = chi_template.paint_susceptibility(np.asarray(lab.dataobj), label_ppm,
+                                            lab.header.get_zooms()[:3])
+    chi_img = nib.Nifti1Image(chi, lab.affine)
+    chi_img.header.set_xyzt_units("mm")
+    atomic_save_nifti(chi_img, root / files["SusceptibilityTemplate"])
     doc = {
         "Name": name,
         "Space": space,
@@ -351,6 +374,8 @@ def write_atlas(
         "TemplateMask": files["TemplateMask"] if template_mask is not None else None,
         "Labels": files["Labels"],
         "LabelTable": files["LabelTable"],
+        "SusceptibilityTemplate": files["SusceptibilityTemplate"],
+        "SusceptibilityTemplateRecipe": chi_template.recipe(label_ppm),
         "Regions": {k: [int(v) for v in vals] for k, vals in regions.items()},
         "References": {k: [int(v) for v in vals] for k, vals in (references or {}).items()},
         "License": license,
@@ -359,3 +384,25 @@ def write_atlas(
     }
     atomic_write_text(root / ATLAS_JSON, json.dumps(doc, indent=2) + "\n")
     return load_atlas(root)
+
+
+def susceptibility_template_image(atlas: Atlas) -> nib.Nifti1Image:
+    """The atlas's susceptibility-contrast template (ppm): its file, or, for a folder
+    written without one, painted now from the labels (:mod:`qsmbids.atlas.chi_template`)."""
+    if atlas.susceptibility_template is not None:
+        return nib.load(str(atlas.susceptibility_template))
+    labels = nib.load(str(atlas.labels))
+    label_ppm = chi_template.label_susceptibility(atlas.label_names, atlas.regions,
+                                                  atlas.references)
+    chi = chi_template.paint_susceptibility(np.asarray(labels.dataobj), label_ppm,
+                                            labels.header.get_zooms()[:3])
+    return nib.Nifti1Image(chi, labels.affine)
+
+
+def nuclei_mask_image(atlas: Atlas) -> nib.Nifti1Image:
+    """Template-grid mask (float32 0/1) of every label of the atlas's ``Regions``: the
+    nuclei a susceptibility refinement is for."""
+    labels = nib.load(str(atlas.labels))
+    wanted = sorted({v for values in atlas.regions.values() for v in values})
+    return nib.Nifti1Image(np.isin(np.asarray(labels.dataobj), wanted).astype(np.float32),
+                           labels.affine)

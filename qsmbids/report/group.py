@@ -95,11 +95,16 @@ def _region_order(present: Sequence[str], regions: Sequence[str] | None) -> list
         if missing:
             raise ValueError(f"regions not in the regional table: {missing}")
         return list(regions)
+    # the default regions in their order, then the atlas's others (e.g. the subthalamic
+    # nucleus of the default atlas), as they come
     lateral = [r for r in DEFAULT_REGIONS if r in present]
     if lateral:
-        return lateral
+        return lateral + [r for r in dict.fromkeys(present)
+                          if r not in lateral and bilateral_name(r) != r]
     bilateral = list(dict.fromkeys(bilateral_name(r) for r in DEFAULT_REGIONS))
-    return [r for r in bilateral if r in present] or sorted(present)
+    shown = [r for r in bilateral if r in present]
+    return (shown + [r for r in dict.fromkeys(present) if r not in shown]) if shown \
+        else sorted(present)
 
 
 def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence[str],
