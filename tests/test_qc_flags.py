@@ -84,6 +84,16 @@ def test_guessed_and_doubtful_phase_units_are_flagged():
     assert {"phase_units_guessed", "phase_units_doubtful"} <= set(CRITICAL_CODES)
 
 
+def test_a_refinement_that_lowers_the_template_match_is_flagged():
+    mask = _ball()
+    better = compute_run_qc(mask, VOXEL, refinement_correlation=(0.75, 0.93))
+    assert better.chi_refinement_r_after == pytest.approx(0.93)
+    assert "chi_refinement" not in _codes(better)
+    found = {w.code: w.message for w in qc_warnings(
+        compute_run_qc(mask, VOXEL, refinement_correlation=(0.8, 0.6)))}
+    assert "--registration-contrast anatomy" in found["chi_refinement"]
+
+
 # ------------------------------------------------------------------ mask
 
 

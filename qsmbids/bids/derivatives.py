@@ -93,7 +93,7 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
                             ".nii.gz", "arbitrary",
                             "Echo-combined magnitude (registration target)"),
     "dseg": OutputKind((("space", "orig"), ("atlas", "{atlas}")), "dseg", ".nii.gz", None,
-                       "Atlas labels warped to the subject (nearest neighbour)"),
+                       "Atlas labels warped to the subject (ANTs genericLabel)"),
     "dseg_tsv": OutputKind((("space", "orig"), ("atlas", "{atlas}")), "dseg", ".tsv", None,
                            "Label table of the dseg image"),
     "xfm_affine": OutputKind((("from", "{template}"), ("to", "orig"), ("mode", "image"),
@@ -105,6 +105,18 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
     "xfm_inverse_warp": OutputKind((("from", "orig"), ("to", "{template}"), ("mode", "image"),
                                     ("desc", "warp")), "xfm", ".nii.gz", None,
                                    "Subject-to-template displacement field (ITK)"),
+    "xfm_refine_warp": OutputKind((("from", "{template}"), ("to", "orig"), ("mode", "image"),
+                                   ("desc", "chirefine")), "xfm", ".nii.gz", None,
+                                  "Susceptibility refinement of the deep grey nuclei, "
+                                  "displacement field on the subject grid (ITK); "
+                                  "template-to-subject it comes first in "
+                                  "antsApplyTransforms order: refinement, warp, affine"),
+    "xfm_refine_inverse_warp": OutputKind((("from", "orig"), ("to", "{template}"),
+                                           ("mode", "image"), ("desc", "chirefine")), "xfm",
+                                          ".nii.gz", None,
+                                          "Inverse of the susceptibility refinement (ITK); "
+                                          "subject-to-template it comes last: inverse "
+                                          "affine, inverse warp, inverse refinement"),
     "xfm_t1w": OutputKind((("from", "T1w"), ("to", "orig"), ("mode", "image"),
                            ("desc", "rigid")), "xfm", ".mat", None,
                           "T1w-to-subject GRE rigid transform (ITK)"),

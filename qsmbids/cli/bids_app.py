@@ -41,6 +41,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         phase_units=getattr(args, "phase_units", None),
         phase_sign=getattr(args, "phase_sign", 1),
         registration=getattr(args, "registration", None),
+        registration_contrast=getattr(args, "registration_contrast", None),
         deterministic=getattr(args, "deterministic", False),
         plugin=args.plugin, plugin_args=json.dumps(args.plugin_args or {}),
         omp_nthreads=args.omp_nthreads or 0, overwrite=args.overwrite,

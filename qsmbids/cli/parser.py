@@ -28,6 +28,7 @@ from qsmbids.workflows.settings import (
     PRESETS,
     REFERENCE,
     REGISTRATION,
+    REGISTRATION_CONTRAST,
     UNWRAPPING,
 )
 
@@ -199,6 +200,14 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                       help="atlas registration: fast (2 mm working grid, about 1 minute at "
                            "1 mm on 2 cores) or accurate (down to the data's resolution; "
                            "about 19 minutes at 1 mm)")
+    meth.add_argument("--registration-contrast", choices=REGISTRATION_CONTRAST,
+                      default=REGISTRATION_CONTRAST[0],
+                      help="anatomy+chi: after the anatomical registration (T1w, else the "
+                           "magnitude), refine the deep grey nuclei at 1 mm on the "
+                           "susceptibility map against the atlas's susceptibility template "
+                           "(the nuclei are faint on T1w and magnitude); anatomy: the "
+                           "anatomical registration alone (it then runs beside the "
+                           "reconstruction instead of after it)")
     meth.add_argument("--deterministic", action="store_true",
                       help="repeatable ANTs registration: fixed random seed and one thread "
                            "(about twice as slow); default: --omp-nthreads threads, results "

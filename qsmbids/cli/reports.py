@@ -59,6 +59,14 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
             if "correlation" in sim:
                 similarity = float(sim["correlation"])
                 extra["registration_metric"] = "correlation"
+    dseg = out("dseg")
+    if dseg is not None:
+        side = json.loads(Path(str(dseg).replace(".nii.gz", ".json")).read_text())
+        for step in side.get("ProcessingSteps", []):
+            info = step.get("Info", {})
+            if step.get("Step") == "susceptibility refinement" and "CorrelationAfter" in info:
+                extra["refinement_correlation"] = (float(info["CorrelationBefore"]),
+                                                   float(info["CorrelationAfter"]))
     if atlas_dir is not None:
         from qsmbids.atlas.model import load_atlas
 
@@ -71,7 +79,7 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
         session_id=f"ses-{run.session}" if run.session else None,
         magnitude=magnitude, mask=out("mask"), field=out("totalfield"),
         local_field=out("localfield"), qsm=out("chi"), r2star=out("r2star"),
-        dseg=out("dseg"), regional_tsv=out("regions"),
+        dseg=dseg, regional_tsv=out("regions"),
         registration_similarity=similarity, warnings=tuple(run.notes), **extra)
 
 

@@ -21,7 +21,7 @@ from qsmbids.bids.derivatives import (
 from qsmbids.interfaces.io import MeasuredInterface, read_provenance
 
 #: provenance inputs, in pipeline order
-STEPS = ("load", "mask", "field", "relax", "bg", "inv", "ref", "reg", "stats")
+STEPS = ("load", "mask", "field", "relax", "bg", "inv", "ref", "reg", "refine", "stats")
 #: the steps that made each output kind
 STEPS_FOR_KIND = {
     "totalfield": ("load", "mask", "field"),
@@ -29,12 +29,12 @@ STEPS_FOR_KIND = {
     "localfield": ("load", "mask", "field", "bg"),
     "mask": ("mask", "bg"),
     "chi": ("load", "mask", "field", "bg", "inv", "ref"),
-    "chi_template": ("load", "mask", "field", "bg", "inv", "ref", "reg"),
+    "chi_template": ("load", "mask", "field", "bg", "inv", "ref", "reg", "refine"),
     "r2star": ("load", "mask", "relax"),
     "t2star": ("load", "mask", "relax"),
     "magnitude": ("load", "reg"),
-    "dseg": ("reg",),
-    "regions": ("load", "mask", "field", "bg", "inv", "ref", "reg", "stats"),
+    "dseg": ("reg", "refine"),
+    "regions": ("load", "mask", "field", "bg", "inv", "ref", "reg", "refine", "stats"),
 }
 FILE_KINDS = ("chi", "chi_template", "mask", "totalfield", "localfield", "fieldnoise",
               "r2star", "t2star", "magnitude", "dseg", "dseg_tsv", "regions")
@@ -63,6 +63,8 @@ class DerivativesSinkOutputSpec(TraitedSpec):
 
 def _xfm_kind(path: str) -> str | None:
     name = Path(path).name
+    if "refine" in name:
+        return "xfm_refine_inverse_warp" if "InverseWarp" in name else "xfm_refine_warp"
     if "from-T1w_to-subject" in name and name.endswith(".mat"):
         return "xfm_t1w"
     if name.endswith(".mat"):

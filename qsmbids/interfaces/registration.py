@@ -25,6 +25,21 @@ def _out(name: str) -> str:
     return str(Path(os.getcwd(), name))
 
 
+def _labels_and_chains(atlas, mask: str, result, n_threads: int) -> dict:
+    """The atlas labels warped onto the mask's grid through ``result``'s template ->
+    subject chain (``dseg.nii``, its ``dseg.tsv``) and both chains, as node outputs."""
+    from qsmbids.registration.core import warp_labels_to_subject
+
+    labels = warp_labels_to_subject(atlas.labels, nib.load(mask), result.template_to_subject,
+                                    n_threads=n_threads)
+    nib.save(labels, _out("dseg.nii"))
+    shutil.copyfile(atlas.label_table, _out("dseg.tsv"))
+    return {"dseg": _out("dseg.nii"), "dseg_tsv": _out("dseg.tsv"),
+            "xfm_files": [str(p) for p in result.template_to_subject.files],
+            "inverse_xfm_files": [str(p) for p in result.subject_to_template.files],
+            "inverse_invert": list(result.subject_to_template.invert)}
+
+
 class RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     magnitude = File(exists=True, mandatory=True, desc="multi-echo magnitude (x, y, z, echo)")
     mask = File(exists=True, mandatory=True, desc="brain mask on the magnitude grid")
@@ -33,6 +48,9 @@ class RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     preset = traits.Enum(*REGISTRATION, usedefault=True)
     deterministic = traits.Bool(False, usedefault=True,
                                 desc="fixed seed and one ANTs thread (repeatable, slower)")
+    refined = traits.Bool(False, usedefault=True,
+                          desc="a susceptibility refinement follows: SyN stops one level "
+                               "early")
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
@@ -58,7 +76,6 @@ class RegisterAtlas(MeasuredInterface):
             RegistrationSettings,
             metric_for_contrasts,
             register_template_to_subject,
-            warp_labels_to_subject,
         )
 
         atlas = load_atlas(self.inputs.atlas_dir, check_images=False)
@@ -67,20 +84,13 @@ class RegisterAtlas(MeasuredInterface):
         metric = metric_for_contrasts(atlas.template_contrast, "T1w" if t1w else "magnitude")
         settings = RegistrationSettings(preset=self.inputs.preset,
                                         n_threads=self.inputs.num_threads,
-                                        deterministic=self.inputs.deterministic, metric=metric)
+                                        deterministic=self.inputs.deterministic, metric=metric,
+                                        refined=bool(self.inputs.refined))
         result = register_template_to_subject(
             atlas.template, self.inputs.magnitude, os.getcwd(), settings,
             target_mask=self.inputs.mask, t1w=t1w, prefix="reg_")
-        mask_img = nib.load(self.inputs.mask)
-        labels = warp_labels_to_subject(atlas.labels, mask_img, result.template_to_subject,
-                                        n_threads=self.inputs.num_threads)
-        nib.save(labels, _out("dseg.nii"))
-        shutil.copyfile(atlas.label_table, _out("dseg.tsv"))
-        self._results["dseg"] = _out("dseg.nii")
-        self._results["dseg_tsv"] = _out("dseg.tsv")
-        self._results["xfm_files"] = [str(p) for p in result.template_to_subject.files]
-        self._results["inverse_xfm_files"] = [str(p) for p in result.subject_to_template.files]
-        self._results["inverse_invert"] = list(result.subject_to_template.invert)
+        self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
+                                                self.inputs.num_threads))
         self._results["magnitude"] = str(result.target)
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "registration",
@@ -89,8 +99,77 @@ class RegisterAtlas(MeasuredInterface):
              "Target": "T1w + magnitude" if t1w else "magnitude",
              "TemplateContrast": atlas.template_contrast,
              "SyNMetric": {"CC": "local cross-correlation", "mattes": "Mattes MI"}[metric],
-             "Deterministic": bool(self.inputs.deterministic)},
+             "Deterministic": bool(self.inputs.deterministic),
+             "SyNStopsOneLevelEarly": bool(self.inputs.refined)},
             {"Similarity": result.similarity, "ElapsedSeconds": result.elapsed_s})
+        return runtime
+
+
+class RefineOnSusceptibilityInputSpec(BaseInterfaceInputSpec):
+    chi = File(exists=True, mandatory=True, desc="QSM in ppm, subject space")
+    mask = File(exists=True, mandatory=True, desc="brain mask of the QSM")
+    atlas_dir = Directory(exists=True, mandatory=True)
+    xfm_files = traits.List(File(exists=True), mandatory=True,
+                            desc="anatomical template->subject transforms")
+    inverse_xfm_files = traits.List(File(exists=True), mandatory=True)
+    inverse_invert = traits.List(traits.Bool, mandatory=True)
+    deterministic = traits.Bool(False, usedefault=True)
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
+
+
+class RefineOnSusceptibilityOutputSpec(TraitedSpec):
+    dseg = File(exists=True, desc="atlas labels on the subject grid, refined")
+    dseg_tsv = File(exists=True)
+    xfm_files = traits.List(File(exists=True), desc="template->subject transforms")
+    inverse_xfm_files = traits.List(File(exists=True), desc="subject->template transforms")
+    inverse_invert = traits.List(traits.Bool)
+    provenance = File(exists=True)
+
+
+class RefineOnSusceptibility(MeasuredInterface):
+    """Refine the atlas registration of the deep grey nuclei on the susceptibility map
+    (:func:`qsmbids.registration.refine.refine_on_susceptibility`) and warp the labels
+    through the refined chain."""
+
+    input_spec = RefineOnSusceptibilityInputSpec
+    output_spec = RefineOnSusceptibilityOutputSpec
+
+    def _compute(self, runtime):
+        from qsmbids.atlas.model import (
+            load_atlas,
+            nuclei_mask_image,
+            susceptibility_template_image,
+        )
+        from qsmbids.registration import refine
+        from qsmbids.registration.core import RegistrationSettings, TransformChain
+
+        atlas = load_atlas(self.inputs.atlas_dir, check_images=False)
+        forward = TransformChain(tuple(Path(p) for p in self.inputs.xfm_files),
+                                 (False,) * len(self.inputs.xfm_files))
+        inverse = TransformChain(tuple(Path(p) for p in self.inputs.inverse_xfm_files),
+                                 tuple(bool(b) for b in self.inputs.inverse_invert))
+        nuclei = nuclei_mask_image(atlas)
+        settings = RegistrationSettings(n_threads=self.inputs.num_threads,
+                                        deterministic=self.inputs.deterministic)
+        result = refine.refine_on_susceptibility(
+            self.inputs.chi, self.inputs.mask, susceptibility_template_image(atlas), nuclei,
+            forward, inverse, Path(os.getcwd(), "reg_refine_"), settings)
+        self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
+                                                self.inputs.num_threads))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "susceptibility refinement",
+            "ANTs SyN of the atlas's susceptibility template onto the map around the deep "
+            f"grey nuclei (local cross-correlation, radius {refine.CC_RADIUS}, "
+            f"{refine.WORKING_VOXEL_MM:g} mm grid)",
+            {"SusceptibilityTemplate": (atlas.susceptibility_template.name
+                                        if atlas.susceptibility_template else
+                                        "painted from the atlas labels at run time"),
+             "BoxMarginMM": refine.BOX_MARGIN_MM, "MetricMarginMM": refine.METRIC_MARGIN_MM,
+             "Iterations": list(refine.ITERATIONS), "ShrinkFactors": list(refine.SHRINK),
+             "Deterministic": bool(self.inputs.deterministic)},
+            {"CorrelationBefore": result.correlation_before,
+             "CorrelationAfter": result.correlation_after,
+             "BoxShape": list(result.box_shape), "ElapsedSeconds": result.elapsed_s})
         return runtime
 
 

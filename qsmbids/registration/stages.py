@@ -66,7 +66,8 @@ def syn_stage(metric: str, fixed: str, moving: str, shrink: Sequence[int],
 
 def registration_command(fixed: str, moving: str, out_prefix: str, stages: list[list[str]], *,
                          fixed_mask: str | None = None, seed: int | None = None,
-                         warped: str | None = None) -> list[str]:
+                         warped: str | None = None, centre_of_mass: bool = True
+                         ) -> list[str]:
     """The whole ``antsRegistration`` argument list (float precision, collapsed outputs).
 
     Parameters
@@ -83,11 +84,15 @@ def registration_command(fixed: str, moving: str, out_prefix: str, stages: list[
         ANTs' random seed (sampling); ``None`` leaves it random.
     warped
         Where to write the moving image resampled onto the fixed grid (optional).
+    centre_of_mass
+        Start from the transform that aligns the centres of mass (False: from the
+        identity, for images already brought close, as in a refinement).
     """
     args = ["--dimensionality", "3", "--float", "1", "--collapse-output-transforms", "1",
             "--use-histogram-matching", "0", "--verbose", "0",
-            "--winsorize-image-intensities", f"[{WINSORIZE[0]:g},{WINSORIZE[1]:g}]",
-            "--initial-moving-transform", f"[{fixed},{moving},1]"]
+            "--winsorize-image-intensities", f"[{WINSORIZE[0]:g},{WINSORIZE[1]:g}]"]
+    if centre_of_mass:
+        args += ["--initial-moving-transform", f"[{fixed},{moving},1]"]
     for stage in stages:
         args += stage
     if fixed_mask:

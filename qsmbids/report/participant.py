@@ -47,8 +47,8 @@ THUMBNAIL_DESC = "bgthumb"
 ZOOMS: tuple[tuple[str, str, tuple[str, ...], float], ...] = (
     ("zoomBasalGanglia", "Basal ganglia and thalamus",
      ("Caudate", "Putamen", "GlobusPallidus", "Thalamus"), 42.0),
-    ("zoomMidbrain", "Substantia nigra and red nucleus", ("SubstantiaNigra", "RedNucleus"),
-     24.0),
+    ("zoomMidbrain", "Substantia nigra, red and subthalamic nuclei",
+     ("SubstantiaNigra", "RedNucleus", "SubthalamicNucleus"), 24.0),
     ("zoomDentate", "Dentate nuclei", ("Dentate",), 32.0),
 )
 
@@ -99,6 +99,9 @@ class RunReportInputs:
         Per-voxel residual of the phase-vs-TE fit, rad.
     registration_similarity, registration_metric
         Similarity reported by the registration and the metric's name.
+    refinement_correlation
+        (before, after) correlation of the susceptibility template with the map around
+        the nuclei, reported by the susceptibility refinement; None without it.
     unwrap_corrections
         Number of corrections the unwrapping step reported.
     references
@@ -129,6 +132,7 @@ class RunReportInputs:
     echo_fit_residual: ImageSource | None = None
     registration_similarity: float | None = None
     registration_metric: str | None = None
+    refinement_correlation: tuple[float, float] | None = None
     unwrap_corrections: int | None = None
     references: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
     phase_units_rule: str | None = None
@@ -471,6 +475,7 @@ def write_participant_report(
             echo_fit_residual=images.get("echo_fit_residual"),
             registration_similarity=run.registration_similarity,
             registration_metric=run.registration_metric,
+            refinement_correlation=run.refinement_correlation,
             unwrap_corrections=run.unwrap_corrections, reference_labels=run.references,
             phase_units_guessed=run.phase_units_guessed,
             phase_units_warning=run.phase_units_warning, thresholds=thresholds)

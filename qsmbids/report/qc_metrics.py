@@ -144,6 +144,10 @@ class RunQC:
         ``registration_metric``), passed through.
     registration_metric
         Name of the metric of ``registration_similarity``.
+    chi_refinement_r_before, chi_refinement_r_after
+        Correlation of the atlas's susceptibility template with the map around the
+        deep grey nuclei through the anatomical registration and after the
+        susceptibility refinement (``--registration-contrast anatomy+chi``).
     chi_p01, chi_median, chi_p99
         1st percentile, median, 99th percentile of the QSM in the mask, ppm.
     fraction_chi_outside_range
@@ -192,6 +196,8 @@ class RunQC:
     template_nmi: float | None = None
     registration_similarity: float | None = None
     registration_metric: str | None = None
+    chi_refinement_r_before: float | None = None
+    chi_refinement_r_after: float | None = None
     chi_p01: float | None = None
     chi_median: float | None = None
     chi_p99: float | None = None
@@ -235,6 +241,7 @@ def compute_run_qc(
     echo_fit_residual: np.ndarray | None = None,
     registration_similarity: float | None = None,
     registration_metric: str | None = None,
+    refinement_correlation: tuple[float, float] | None = None,
     unwrap_corrections: int | None = None,
     reference_labels: Mapping[str, Sequence[int]] | None = None,
     phase_units_guessed: bool | None = None,
@@ -263,6 +270,8 @@ def compute_run_qc(
         Per-voxel residual of the phase-vs-TE fit, rad, same grid.
     registration_similarity, registration_metric
         Similarity value and metric name reported by the registration, passed through.
+    refinement_correlation
+        (before, after) correlations reported by the susceptibility refinement.
     unwrap_corrections
         Number of corrections made by the unwrapping step.
     reference_labels
@@ -323,6 +332,9 @@ def compute_run_qc(
     if registration_similarity is not None:
         values["registration_similarity"] = float(registration_similarity)
         values["registration_metric"] = registration_metric
+    if refinement_correlation is not None:
+        (values["chi_refinement_r_before"],
+         values["chi_refinement_r_after"]) = (float(v) for v in refinement_correlation)
     if unwrap_corrections is not None:
         values["unwrap_corrections"] = int(unwrap_corrections)
         values["unwrap_correction_fraction"] = int(unwrap_corrections) / n_mask if n_mask else 0.0
@@ -451,6 +463,15 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"The registration similarity ({qc.registration_metric or 'metric'} "
             f"{qc.registration_similarity:.3g}) is below {t.min_registration_similarity:.3g}: "
             "check the template edges over the subject."))
+    if (qc.chi_refinement_r_after is not None and qc.chi_refinement_r_before is not None
+            and qc.chi_refinement_r_after < qc.chi_refinement_r_before):
+        out.append(QCWarning(
+            "chi_refinement",
+            f"The susceptibility refinement of the nuclei lowered the match of the atlas's "
+            f"susceptibility template with the map ({qc.chi_refinement_r_before:.2f} -> "
+            f"{qc.chi_refinement_r_after:.2f}): the map's nuclei are probably not where a "
+            "brain's are (artefacts, wrong phase sign, lesions). Check the midbrain and "
+            "dentate zooms; --registration-contrast anatomy skips the refinement."))
     if (qc.nuclei_contrast_ppm is not None and not inverted
             and qc.nuclei_contrast_ppm < t.min_nuclei_contrast_ppm):
         out.append(QCWarning(

@@ -37,7 +37,12 @@ from qsmbids.interfaces.recon import (
     Relaxometry,
     RemoveBackground,
 )
-from qsmbids.interfaces.registration import RegionalStats, RegisterAtlas, WarpToTemplate
+from qsmbids.interfaces.registration import (
+    RefineOnSusceptibility,
+    RegionalStats,
+    RegisterAtlas,
+    WarpToTemplate,
+)
 from qsmbids.workflows.settings import Settings
 
 
@@ -173,22 +178,32 @@ def init_qsm_wf(settings: Settings, mem: dict[str, float], offset_term: bool = F
 
 
 def init_registration_wf(settings: Settings, inputs: RunInputs, mem: dict[str, float]) -> dict:
-    """Nodes that register the atlas and compute regional tables (empty without an atlas)."""
+    """Nodes that register the atlas and compute regional tables (empty without an atlas):
+    the anatomical registration, with ``anatomy+chi`` its refinement on the
+    susceptibility map (``refine``; ``labels`` is the node whose labels and transforms
+    the tables and derivatives use), the warp into template space and the statistics."""
     if inputs.atlas_dir is None:
         return {}
     threads = settings.omp_nthreads
     atlas = str(inputs.atlas_dir)
+    refined = settings.registration_contrast == "anatomy+chi"
     reg = pe.Node(RegisterAtlas(atlas_dir=atlas, preset=settings.registration,
-                                deterministic=settings.deterministic,
+                                deterministic=settings.deterministic, refined=refined,
                                 num_threads=threads), name="register",
                   mem_gb=mem["reg"], n_procs=threads)
     if inputs.run.t1w is not None:
         reg.inputs.t1w = str(inputs.run.t1w)
-    warp = pe.Node(WarpToTemplate(atlas_dir=atlas, num_threads=threads),
-                   name="warp_to_template", mem_gb=mem["warp"], n_procs=threads)
-    stats = pe.Node(RegionalStats(atlas_dir=atlas), name="regional_stats",
-                    mem_gb=mem["stats"])
-    return {"reg": reg, "warp": warp, "stats": stats}
+    nodes = {"reg": reg, "labels": reg}
+    if refined:
+        nodes["refine"] = nodes["labels"] = pe.Node(
+            RefineOnSusceptibility(atlas_dir=atlas, deterministic=settings.deterministic,
+                                   num_threads=threads),
+            name="refine_on_chi", mem_gb=mem["reg"], n_procs=threads)
+    nodes["warp"] = pe.Node(WarpToTemplate(atlas_dir=atlas, num_threads=threads),
+                            name="warp_to_template", mem_gb=mem["warp"], n_procs=threads)
+    nodes["stats"] = pe.Node(RegionalStats(atlas_dir=atlas), name="regional_stats",
+                             mem_gb=mem["stats"])
+    return nodes
 
 
 def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
@@ -237,22 +252,32 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         q["ref"].inputs.atlas_dir = str(inputs.atlas_dir)
         wf.connect([(r["reg"], q["ref"], [("dseg", "dseg")])])
     if r:
+        labels = r["labels"]
         wf.connect([
             (f["load"], r["reg"], [("magnitude", "magnitude")]),
             (f["mask"], r["reg"], [("mask", "mask")]),
             (q["ref"], r["warp"], [("chi", "in_file")]),
-            (r["reg"], r["warp"], [("inverse_xfm_files", "xfm_files"),
-                                   ("inverse_invert", "invert")]),
+            (labels, r["warp"], [("inverse_xfm_files", "xfm_files"),
+                                 ("inverse_invert", "invert")]),
             (q["ref"], r["stats"], [("chi", "chi")]),
             (q["bg"], r["stats"], [("mask", "mask")]),
-            (r["reg"], r["stats"], [("dseg", "dseg")]),
-            (r["reg"], sink, [("dseg", "in_dseg"), ("dseg_tsv", "in_dseg_tsv"),
-                              ("magnitude", "in_magnitude"), ("xfm_files", "xfm_files"),
-                              ("inverse_xfm_files", "inverse_xfm_files"),
-                              ("provenance", "prov_reg")]),
+            (labels, r["stats"], [("dseg", "dseg")]),
+            (labels, sink, [("dseg", "in_dseg"), ("dseg_tsv", "in_dseg_tsv"),
+                            ("xfm_files", "xfm_files"),
+                            ("inverse_xfm_files", "inverse_xfm_files")]),
+            (r["reg"], sink, [("magnitude", "in_magnitude"), ("provenance", "prov_reg")]),
             (r["warp"], sink, [("out_file", "in_chi_template")]),
             (r["stats"], sink, [("table", "in_regions"), ("provenance", "prov_stats")]),
         ])
+        if "refine" in r:
+            wf.connect([
+                (q["ref"], r["refine"], [("chi", "chi")]),
+                (q["bg"], r["refine"], [("mask", "mask")]),
+                (r["reg"], r["refine"], [("xfm_files", "xfm_files"),
+                                         ("inverse_xfm_files", "inverse_xfm_files"),
+                                         ("inverse_invert", "inverse_invert")]),
+                (r["refine"], sink, [("provenance", "prov_refine")]),
+            ])
     return wf
 
 

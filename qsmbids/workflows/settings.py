@@ -24,6 +24,10 @@ INVERSION = ("tv", "tkd", "tikhonov", "rts")
 REFERENCE = ("wholebrain", "csf", "none")
 #: atlas registration presets (qsmbids.registration.SCHEDULES)
 REGISTRATION = ("fast", "accurate")
+#: contrasts the atlas registration uses (first = default): the anatomy (T1w, else the
+#: GRE magnitude), then a refinement of the deep grey matter on the susceptibility map;
+#: or the anatomy alone
+REGISTRATION_CONTRAST = ("anatomy+chi", "anatomy")
 
 #: named presets: the method per step when not given explicitly
 PRESETS: dict[str, dict[str, str]] = {
@@ -85,6 +89,10 @@ class Settings:
         Method per step (see the module constants).
     registration
         ANTs registration preset, ``fast`` or ``accurate``.
+    registration_contrast
+        ``anatomy+chi``: after the anatomical registration, refine the deep grey
+        matter on the susceptibility map against the atlas's susceptibility template;
+        ``anatomy``: the anatomical registration alone.
     deterministic
         Repeatable registration (fixed seed, one ANTs thread).
     preset
@@ -123,6 +131,7 @@ class Settings:
     inversion: str = PRESETS[DEFAULT_PRESET]["inversion"]
     reference: str = "wholebrain"
     registration: str = PRESETS[DEFAULT_PRESET]["registration"]
+    registration_contrast: str = REGISTRATION_CONTRAST[0]
     deterministic: bool = False
     preset: str = DEFAULT_PRESET
     atlas: str | None = "default"
@@ -143,6 +152,7 @@ class Settings:
         checks = {"unwrapping": UNWRAPPING, "bg_removal": BG_REMOVAL,
                   "inversion": INVERSION, "reference": REFERENCE,
                   "registration": REGISTRATION, "preset": tuple(PRESETS),
+                  "registration_contrast": REGISTRATION_CONTRAST,
                   "plugin": PLUGINS}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
