@@ -18,12 +18,10 @@ from qsmbids.bids.derivatives import (
     update_run_sidecar,
     write_run_outputs,
 )
-from qsmbids.report.qc_metrics import (
-    CRITICAL_CODES,
+from qsmbids.report.qc_metrics import CRITICAL_CODES, compute_run_qc, qc_warnings
+from qsmbids.report.qc_tables import (
     QC_COLUMNS,
-    compute_run_qc,
     qc_row,
-    qc_warnings,
     read_qc_tsv,
     write_cohort_qc_tsv,
     write_qc_tsv,

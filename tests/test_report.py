@@ -19,17 +19,19 @@ from qsmbids.report import figures as fg
 from qsmbids.report.group import write_group_report
 from qsmbids.report.participant import RunReportInputs, write_participant_report
 from qsmbids.report.qc_metrics import (
-    QC_COLUMNS,
     QCThresholds,
     compute_run_qc,
     dice,
     mask_edge_contact,
     mask_volume_ml,
     normalized_mutual_information,
-    qc_row,
     qc_warnings,
-    read_qc_tsv,
     robust_z,
+)
+from qsmbids.report.qc_tables import (
+    QC_COLUMNS,
+    qc_row,
+    read_qc_tsv,
     write_cohort_qc_tsv,
     write_qc_tsv,
 )

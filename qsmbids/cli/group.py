@@ -65,7 +65,7 @@ def _write_group_qc(output_dir: Path, say) -> Path | None:
     """``OUTPUT_DIR/group_qc.tsv`` from the participants' QC tables; say which runs are
     QC-flagged. None when no participant has a QC table yet."""
     from qsmbids.bids.derivatives import output_lock
-    from qsmbids.report.qc_metrics import read_qc_tsv, write_cohort_qc_tsv
+    from qsmbids.report.qc_tables import read_qc_tsv, write_cohort_qc_tsv
 
     found = sorted(Path(output_dir).glob("sub-*/figures/sub-*_qc.tsv"))
     if not found:

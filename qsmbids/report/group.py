@@ -27,7 +27,8 @@ from qsmbids.bids.derivatives import atomic_write_text
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
 from qsmbids.report.participant import THUMBNAIL_DESC
-from qsmbids.report.qc_metrics import QC_COLUMNS, robust_z, write_cohort_qc_tsv
+from qsmbids.report.qc_metrics import robust_z
+from qsmbids.report.qc_tables import QC_COLUMNS, write_cohort_qc_tsv
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,9 @@ from qsmbids.report.qc_metrics import (
     RunQC,
     compute_run_qc,
     critical_flags,
-    qc_row,
     qc_warnings,
-    write_qc_tsv,
 )
+from qsmbids.report.qc_tables import qc_row, write_qc_tsv
 
 #: an image given as a file path or as an in-memory NIfTI image
 ImageSource = str | os.PathLike | nib.spatialimages.SpatialImage

@@ -1,26 +1,21 @@
-"""Automatic QC metrics of one QSM run, their warnings (QC flags), and the QC tables.
+"""Automatic QC metrics of one QSM run and their warnings (QC flags).
 
 Pure numpy (the image measures live in :mod:`qsmbids.report.qc_images`): arrays in
 NIfTI voxel order (x, y, z), voxel sizes in mm, susceptibility in ppm.
 :func:`compute_run_qc` gathers the metrics of one run into a :class:`RunQC`;
 :func:`qc_warnings` turns them into plain-language warnings using the limits of
-:class:`QCThresholds` (the one place each flag and its threshold is defined);
-:func:`write_qc_tsv` writes per-run rows (one file per run or one cohort table) that
-a large cohort can be screened with without opening any report.
+:class:`QCThresholds` (the one place each flag and its threshold is defined). The QC
+tables are written by :mod:`qsmbids.report.qc_tables`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from qsmbids.bids.derivatives import atomic_write_text
 from qsmbids.report.qc_images import (  # noqa: F401  (re-exported: part of this API)
     IRON_RICH,
     SIGN_CHECK_NUCLEI,
@@ -223,11 +218,6 @@ class RunQC:
 #: the default QC limits
 DEFAULT_THRESHOLDS = QCThresholds()
 
-#: columns of a QC table, in order: identifiers, metrics, warnings
-QC_ID_COLUMNS: tuple[str, ...] = ("participant_id", "session_id", "run_id")
-QC_METRIC_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunQC))
-QC_COLUMNS: tuple[str, ...] = (*QC_ID_COLUMNS, *QC_METRIC_COLUMNS, "n_warnings", "warnings",
-                               "qc_flags")
 
 def compute_run_qc(
     mask: np.ndarray,
@@ -341,6 +331,15 @@ def compute_run_qc(
     return RunQC(**values)
 
 
+def format_qc_value(value: object) -> str:
+    """A QC value as one line of text (``n/a`` for None and NaN; floats to 6 digits)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.6g}"
+    return " ".join(str(value).split())  # one line, no tabs: safe in a TSV cell
+
+
 @dataclass(frozen=True)
 class QCWarning:
     """One QC finding: a short code for tables and a sentence for people."""
@@ -412,7 +411,7 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
         out.append(QCWarning(
             "chi_flat",
             f"The susceptibility map is flat: interquartile range "
-            f"{_format(qc.chi_iqr)} ppm in the brain (in vivo 0.02-0.08; limit "
+            f"{format_qc_value(qc.chi_iqr)} ppm in the brain (in vivo 0.02-0.08; limit "
             f"{t.min_chi_iqr_ppm:g}) and {100 * qc.chi_zero_fraction:.1f}% of its voxels "
             "exactly 0 or not finite. The usual cause is a phase read in the wrong units "
             "(e.g. arbitrary units taken as radians): check the phase-scaling rule in the "
@@ -510,72 +509,6 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
     return out
 
 
-def _format(value: object) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.6g}"
-    return " ".join(str(value).split())  # one line, no tabs: safe in a TSV cell
-
-
-def qc_row(participant_id: str, session_id: str | None, run_id: str, qc: RunQC,
-           warnings: Iterable[QCWarning] = ()) -> dict[str, str]:
-    """One QC table row (all values as text, ``n/a`` where missing).
-
-    Parameters
-    ----------
-    participant_id
-        ``sub-<label>``.
-    session_id
-        ``ses-<label>`` or ``None``.
-    run_id
-        Name of the run's entities, e.g. ``sub-01_ses-1_run-1``.
-    qc
-        Metrics of the run.
-    warnings
-        Findings of :func:`qc_warnings` (and any passed in by the pipeline).
-    """
-    codes = [w.code for w in warnings]
-    row = {"participant_id": participant_id, "session_id": _format(session_id),
-           "run_id": run_id}
-    row.update({name: _format(value) for name, value in asdict(qc).items()})
-    row["n_warnings"] = str(len(codes))
-    row["warnings"] = ",".join(codes)
-    row["qc_flags"] = ",".join(critical_flags(codes))
-    return row
-
-
 def critical_flags(codes: Iterable[str]) -> list[str]:
     """The codes among ``codes`` that are in :data:`CRITICAL_CODES`, in their order."""
     return [c for c in codes if c in CRITICAL_CODES]
-
-
-def write_qc_tsv(rows: Iterable[Mapping[str, str]], path: str | os.PathLike) -> Path:
-    """Write QC rows (see :func:`qc_row`) as a tab-separated table, atomically.
-
-    Used for one run's QC file and for the cohort QC table alike.
-    """
-    lines = ["\t".join(QC_COLUMNS)]
-    for row in rows:
-        missing = [c for c in QC_COLUMNS if c not in row]
-        if missing:
-            raise ValueError(f"QC row lacks columns {missing}")
-        lines.append("\t".join(str(row[c]) for c in QC_COLUMNS))
-    return atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_qc_tsv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Read a QC table written by :func:`write_qc_tsv`."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
-
-
-def write_cohort_qc_tsv(run_tables: Iterable[str | os.PathLike],
-                        path: str | os.PathLike) -> Path:
-    """Concatenate per-run QC tables into one cohort QC table, sorted by identifiers."""
-    # tables of older versions lack newer columns: those read n/a
-    rows = [{c: row[c] if row.get(c) is not None else "n/a" for c in QC_COLUMNS}
-            for table in run_tables for row in read_qc_tsv(table)]
-    rows.sort(key=lambda r: tuple(r[c] for c in QC_ID_COLUMNS))
-    return write_qc_tsv(rows, path)
-
