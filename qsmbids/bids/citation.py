@@ -33,7 +33,6 @@ _INV = {
     "tikhonov": "closed-form Tikhonov-regularised inversion (Bilgic et al., MRM 2014)",
     "rts": "rapid two-step inversion, RTS (Kames et al., NeuroImage 2018; "
            "doi:10.1016/j.neuroimage.2017.11.018)",
-    "ilsqr": "iLSQR (Li et al., NeuroImage 2015; doi:10.1016/j.neuroimage.2015.02.041)",
 }
 _REF = {"wholebrain": "the mean susceptibility of the whole brain mask",
         "csf": "the mean susceptibility of cerebrospinal fluid",
@@ -63,7 +62,15 @@ def methods_boilerplate(settings: Settings, atlas_dir: Path | None = None) -> st
             "",
             f"Regional values were computed in the native space after registering the "
             f"atlas template to each subject with ANTs SyN (Avants et al., Med Image Anal "
-            f"2008; doi:10.1016/j.media.2007.06.004; {settings.registration} preset).",
+            f"2008; doi:10.1016/j.media.2007.06.004; {settings.registration} preset)"
+            + (". The deep grey nuclei were then refined by a second SyN around them that "
+               "matched, at 1 mm, a susceptibility template painted from the atlas labels "
+               "with the values of the QSM challenge 2.0 phantom (Marques et al., MRM 2021; "
+               "doi:10.1002/mrm.28716) to the subject's susceptibility map, together with "
+               "the anatomy, as dual-contrast QSM/T1w registration of nuclei is the more "
+               "accurate (Li et al., NeuroImage 2019; "
+               "doi:10.1016/j.neuroimage.2019.02.016)."
+               if settings.registration_contrast == "anatomy+chi" else "."),
         ]
         citation = Path(atlas_dir) / "atlas.json"
         if citation.is_file():

@@ -61,6 +61,8 @@ class RegisterAtlasOutputSpec(TraitedSpec):
     inverse_xfm_files = traits.List(File(exists=True), desc="subject->template transforms")
     inverse_invert = traits.List(traits.Bool)
     magnitude = File(exists=True, desc="registration target (echo-combined magnitude)")
+    anatomy = File(exists=True, desc="the anatomy matched, on the magnitude grid")
+    metric = traits.Str(desc="SyN metric of the anatomical stage (CC or mattes)")
     provenance = File(exists=True)
 
 
@@ -92,6 +94,8 @@ class RegisterAtlas(MeasuredInterface):
         self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
                                                 self.inputs.num_threads))
         self._results["magnitude"] = str(result.target)
+        self._results["anatomy"] = str(result.anatomy)
+        self._results["metric"] = metric
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "registration",
             "ANTs " + ("T1w-mediated " if t1w else "") + f"SyN ({self.inputs.preset} preset)",
@@ -113,6 +117,10 @@ class RefineOnSusceptibilityInputSpec(BaseInterfaceInputSpec):
                             desc="anatomical template->subject transforms")
     inverse_xfm_files = traits.List(File(exists=True), mandatory=True)
     inverse_invert = traits.List(traits.Bool, mandatory=True)
+    anatomy = File(exists=True, desc="the anatomy the registration matched, on the map's "
+                                     "grid: a second channel of the refinement")
+    metric = traits.Enum("mattes", "CC", usedefault=True,
+                         desc="metric of the anatomy channel")
     deterministic = traits.Bool(False, usedefault=True)
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
@@ -151,19 +159,27 @@ class RefineOnSusceptibility(MeasuredInterface):
         nuclei = nuclei_mask_image(atlas)
         settings = RegistrationSettings(n_threads=self.inputs.num_threads,
                                         deterministic=self.inputs.deterministic)
+        anatomy = (refine.AnatomyChannel(self.inputs.anatomy, atlas.template,
+                                         self.inputs.metric)
+                   if isdefined(self.inputs.anatomy) else None)
         result = refine.refine_on_susceptibility(
             self.inputs.chi, self.inputs.mask, susceptibility_template_image(atlas), nuclei,
-            forward, inverse, Path(os.getcwd(), "reg_refine_"), settings)
+            forward, inverse, Path(os.getcwd(), "reg_refine_"), settings, anatomy)
         self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
                                                 self.inputs.num_threads))
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "susceptibility refinement",
             "ANTs SyN of the atlas's susceptibility template onto the map around the deep "
             f"grey nuclei (local cross-correlation, radius {refine.CC_RADIUS}, "
-            f"{refine.WORKING_VOXEL_MM:g} mm grid)",
+            f"{refine.WORKING_VOXEL_MM:g} mm grid)"
+            + (f", with the anatomy as a second channel ({self.inputs.metric}, weight "
+               f"{refine.ANATOMY_WEIGHT:g})" if anatomy is not None else ""),
             {"SusceptibilityTemplate": (atlas.susceptibility_template.name
                                         if atlas.susceptibility_template else
                                         "painted from the atlas labels at run time"),
+             "Channels": ["susceptibility (CC, weight 1)"]
+             + ([f"anatomy ({self.inputs.metric}, weight {refine.ANATOMY_WEIGHT:g})"]
+                if anatomy is not None else []),
              "BoxMarginMM": refine.BOX_MARGIN_MM, "MetricMarginMM": refine.METRIC_MARGIN_MM,
              "Iterations": list(refine.ITERATIONS), "ShrinkFactors": list(refine.SHRINK),
              "Deterministic": bool(self.inputs.deterministic)},

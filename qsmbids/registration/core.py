@@ -200,6 +200,10 @@ class RegistrationResult:
         Wall time of the registration(s), seconds.
     metric
         The SyN metric used (``"mattes"`` or ``"CC"``).
+    anatomy
+        The image the template was matched to, on the magnitude grid: ``target``, or
+        for the T1w route the prepared T1w resampled onto the magnitude through the
+        rigid transform (the anatomy channel of a susceptibility refinement).
     """
 
     template_to_subject: TransformChain
@@ -208,6 +212,7 @@ class RegistrationResult:
     target: Path
     elapsed_s: float
     metric: str = "mattes"
+    anatomy: Path | None = None
 
 
 def combine_echoes(magnitude) -> nib.Nifti1Image:
@@ -478,6 +483,7 @@ def register_template_to_subject(
     target_path = out_dir / f"{prefix}desc-regtarget_magnitude.nii"
     nib.save(mag, str(target_path))
     tpl_img = load_nifti(template)
+    anatomy_path = target_path
     if t1w is None:
         fwd, inv, similarity = _register(
             mag, tpl_img, out_dir / f"{prefix}from-template_to-subject_", settings,
@@ -496,9 +502,13 @@ def register_template_to_subject(
         # the composed chain, judged on the magnitude grid
         warped = to_ants(apply_transforms(tpl_img, mag, fwd, n_threads=settings.n_threads))
         similarity = _similarity(to_ants(mag), warped)
+        anatomy_path = out_dir / f"{prefix}desc-regtarget_T1w.nii"
+        nib.save(apply_transforms(t1, mag, rigid_fwd, n_threads=settings.n_threads),
+                 str(anatomy_path))
     return RegistrationResult(
         template_to_subject=fwd, subject_to_template=inv, similarity=similarity,
         target=target_path, elapsed_s=time.perf_counter() - t0, metric=settings.metric,
+        anatomy=anatomy_path,
     )
 
 

@@ -44,23 +44,31 @@ def linear_stage(kind: str, fixed: str, moving: str, shrink: Sequence[int],
             *_levels(shrink, smooth, iterations, 1e-6)]
 
 
+def similarity_term(metric: str, fixed: str, moving: str, *, weight: float = 1.0,
+                    cc_radius: int = 1) -> str:
+    """One ANTs metric term: ``"CC"`` (radius ``cc_radius``) or ``"mattes"`` (dense MI)."""
+    if metric == "CC":
+        return f"CC[{fixed},{moving},{weight:g},{int(cc_radius)}]"
+    if metric == "mattes":
+        return f"MI[{fixed},{moving},{weight:g},32]"
+    raise ValueError(f"SyN metric must be 'CC' or 'mattes', got {metric!r}")
+
+
 def syn_stage(metric: str, fixed: str, moving: str, shrink: Sequence[int],
               smooth: Sequence[float], iterations: Sequence[int], *, convergence: float,
-              cc_radius: int, step: float = 0.1) -> list[str]:
+              cc_radius: int, step: float = 0.1, also: Sequence[str] = ()) -> list[str]:
     """The SyN stage with ``metric`` ``"CC"`` (radius ``cc_radius``) or ``"mattes"`` (dense).
 
     ``step`` is SyN's gradient step (``SyN[step,3,0]``; 0.1 in antsRegistrationSyN).
+    ``also``: further metric terms (:func:`similarity_term`) of other image pairs that
+    the same deformation must match (a multi-channel SyN; ANTs weighs each term).
     """
     if not step > 0:
         raise ValueError(f"SyN gradient step must be positive, got {step}")
-    if metric == "CC":
-        term = f"CC[{fixed},{moving},1,{int(cc_radius)}]"
-    elif metric == "mattes":
-        term = mattes(fixed, moving, sampled=False)
-    else:
-        raise ValueError(f"SyN metric must be 'CC' or 'mattes', got {metric!r}")
+    terms = [similarity_term(metric, fixed, moving, cc_radius=cc_radius), *also]
     flow, total = SYN_SMOOTHING
-    return ["--metric", term, "--transform", f"SyN[{step:g},{flow:g},{total:g}]",
+    return [*(arg for term in terms for arg in ("--metric", term)),
+            "--transform", f"SyN[{step:g},{flow:g},{total:g}]",
             *_levels(shrink, smooth, iterations, convergence)]
 
 

@@ -275,7 +275,8 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
                 (q["bg"], r["refine"], [("mask", "mask")]),
                 (r["reg"], r["refine"], [("xfm_files", "xfm_files"),
                                          ("inverse_xfm_files", "inverse_xfm_files"),
-                                         ("inverse_invert", "inverse_invert")]),
+                                         ("inverse_invert", "inverse_invert"),
+                                         ("anatomy", "anatomy"), ("metric", "metric")]),
                 (r["refine"], sink, [("provenance", "prov_refine")]),
             ])
     return wf
