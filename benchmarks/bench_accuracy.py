@@ -140,7 +140,8 @@ def _atlas(work: Path) -> Path | None:
     from qsmbids.atlas.build_default import build_default_atlas, shared_atlases_dir
 
     folder = work / "atlas-2mm"
-    if (folder / "atlas.json").exists():
+    if (folder / "atlas.json").exists() and "SusceptibilityTemplate" in (
+            folder / "atlas.json").read_text():
         return folder
     source = shared_atlases_dir()
     if not source.is_dir():

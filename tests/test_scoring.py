@@ -46,3 +46,17 @@ def test_map_spread_reports_volume_and_percentiles():
     assert spread.mask_ml == pytest.approx(8.0)
     assert spread.iqr_ppm == pytest.approx(0.1, abs=1e-6)
     assert spread.p01_ppm == pytest.approx(0.0) and spread.p99_ppm == pytest.approx(0.1)
+
+
+def test_the_in_vivo_order_of_the_nuclei_is_checked_group_by_group():
+    from qsmbids.validation.scoring import nuclei_order_holds
+
+    philips = {"GlobusPallidus": 0.200, "SubstantiaNigra": 0.094, "RedNucleus": 0.111,
+               "Putamen": 0.090, "Caudate": 0.069, "Thalamus": 0.018, "WhiteMatter": -0.014}
+    holds, text = nuclei_order_holds(philips)
+    assert holds and text.endswith("Wh -0.014")
+    assert not nuclei_order_holds({**philips, "SubstantiaNigra": 0.085})[0]  # below putamen
+    assert not nuclei_order_holds({**philips, "Thalamus": -0.02})[0]  # below white matter
+    without_wm = {k: v for k, v in philips.items() if k != "WhiteMatter"}
+    assert nuclei_order_holds(without_wm)[0]  # the brain mean (0) stands in
+    assert not nuclei_order_holds({**without_wm, "Thalamus": -0.001})[0]

@@ -10,6 +10,7 @@ NRMSE, so a reference-region choice does not enter).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -155,28 +156,38 @@ def map_spread(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size: Sequence[float
                      float(p01), float(p99))
 
 
-#: in-vivo order of the deep grey nuclei (REFERENCE.md section 4): each group's mean
-#: susceptibility lies above every region of the next group; the whole-brain mean (the
-#: reference, 0 ppm) stands in for white matter, which lies below it in vivo
+#: the in-vivo order of the regional means, group by group: every region of a group
+#: lies above every region of the next (pallidum, nigra and red nucleus above putamen
+#: and caudate, above thalamus, above white matter)
 NUCLEI_ORDER: tuple[tuple[str, ...], ...] = (
     ("GlobusPallidus", "SubstantiaNigra", "RedNucleus"),
     ("Putamen", "Caudate"),
+    ("Thalamus",),
+    ("WhiteMatter",),
 )
 
 
 def nuclei_order_holds(means_ppm: Mapping[str, float]) -> tuple[bool, str]:
-    """Check the in-vivo order of bilateral nucleus means (ppm, whole-brain referenced).
+    """Check the in-vivo order of bilateral regional means (ppm, whole-brain referenced).
+
+    Parameters
+    ----------
+    means_ppm
+        Region (bilateral name, and the ``WhiteMatter`` reference) -> mean, ppm. Without
+        ``WhiteMatter``, the whole-brain mean (0 ppm, which white matter lies below)
+        stands in for it.
 
     Returns
     -------
     holds, description
-        Whether every region of :data:`NUCLEI_ORDER`'s first group lies above every
-        region of the second, and the second above 0 ppm (the brain mean, above white
-        matter); the description lists the means.
+        Whether every region of each group of :data:`NUCLEI_ORDER` lies above every
+        region of the next; the description lists the means.
     """
-    groups = [[(name, means_ppm[name]) for name in group if name in means_ppm]
+    means = dict(means_ppm)
+    means.setdefault("WhiteMatter", 0.0)
+    groups = [[(name, means[name]) for name in group if name in means]
               for group in NUCLEI_ORDER]
-    holds = all(groups) and min(v for _, v in groups[0]) > max(v for _, v in groups[1]) \
-        and min(v for _, v in groups[1]) > 0.0
-    text = " > ".join(" ".join(f"{n[:2]} {v:+.3f}" for n, v in g) for g in groups) + " > 0"
+    holds = all(groups) and all(min(v for _, v in upper) > max(v for _, v in lower)
+                                for upper, lower in itertools.pairwise(groups))
+    text = " > ".join(" ".join(f"{n[:2]} {v:+.3f}" for n, v in g) for g in groups)
     return bool(holds), text
