@@ -166,7 +166,7 @@ def test_errors_and_settings():
 
 
 def test_crop_keeps_the_mask_box_plus_margin_within_the_grid():
-    from qsmbids.registration.core import _crop_to_mask
+    from qsmbids.registration.grids import crop_to_mask as _crop_to_mask
 
     mask = np.zeros((30, 40, 20), np.float32)
     mask[5:11, 30:40, 0:4] = 1  # box 5..10, 30..39 (the grid's last row), 0..3
@@ -220,7 +220,7 @@ def test_stage_command_lines_follow_the_schedule():
 
 
 def test_metric_follows_the_contrasts_and_n4_fits_on_a_coarse_grid():
-    from qsmbids.registration.core import n4_shrink_factor
+    from qsmbids.registration.targets import n4_shrink_factor
 
     assert metric_for_contrasts("magnitude", "magnitude") == "CC"
     assert metric_for_contrasts("T1w", "T1w") == "CC"

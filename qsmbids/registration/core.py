@@ -20,11 +20,17 @@ from pathlib import Path
 import ants
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from qsmbids.registration.antsio import from_ants, itk_threads, load_nifti, to_ants
+from qsmbids.registration.grids import crop_to_mask, to_working_grid
 from qsmbids.registration.job import run_registration
 from qsmbids.registration.stages import linear_stage, registration_command, syn_stage
+from qsmbids.registration.targets import (  # noqa: F401  (re-exported: part of this API)
+    N4_FIT_VOXEL_MM,
+    combine_echoes,
+    n4_shrink_factor,
+    prepare_target,
+)
 
 METRICS = ("mattes", "CC")
 
@@ -215,83 +221,6 @@ class RegistrationResult:
     anatomy: Path | None = None
 
 
-def combine_echoes(magnitude) -> nib.Nifti1Image:
-    """Root-sum-of-squares over echoes of a 4D (x, y, z, echo) magnitude; 3D passes through."""
-    image = load_nifti(magnitude)
-    if len(image.shape) == 3:
-        return image
-    if len(image.shape) != 4:
-        raise ValueError(f"magnitude must be 3D or 4D (x, y, z, echo), got {image.shape}")
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    rss = np.sqrt(np.sum(data * data, axis=3))
-    return nib.Nifti1Image(rss, image.affine)
-
-
-def prepare_target(image, mask=None, *, n4: bool = True, n_threads: int | None = None
-                   ) -> nib.Nifti1Image:
-    """Registration target from a subject image: echo-combined, N4-corrected, masked.
-
-    Parameters
-    ----------
-    image
-        GRE magnitude (3D or 4D with echoes last) or T1w, nibabel image or path.
-    mask
-        Brain mask on the same grid (the reconstruction mask); voxels outside are
-        set to 0 so that the skull-stripped template meets a skull-stripped target.
-    n4
-        Correct the receive-coil bias field with ANTs N4 (inside the mask, on the
-        mask's bounding box, fitted on a ~5 mm grid: :func:`n4_shrink_factor`).
-    n_threads
-        ITK threads.
-
-    Returns
-    -------
-    nibabel.Nifti1Image
-        float32, same grid as ``image``.
-    """
-    img = combine_echoes(image)
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    inside = data > 0  # N4 works on log intensities: fit only where the signal is positive
-    if mask is not None:
-        mask_img = load_nifti(mask)
-        if mask_img.shape[:3] != img.shape[:3]:
-            raise ValueError(
-                f"mask shape {mask_img.shape} does not match image shape {img.shape}"
-            )
-        brain = np.asarray(mask_img.dataobj) > 0
-        data = np.where(brain, data, np.float32(0))
-        inside &= brain
-    box = _bounding_box(inside) if n4 else None
-    if box is not None:
-        # fit on the bounding box of the fit mask only (the rest is zero or unused)
-        spacing = np.asarray(img.header.get_zooms()[:3], float)
-        with itk_threads(n_threads):
-            crop = ants.from_numpy(np.ascontiguousarray(data[box]), spacing=tuple(spacing))
-            fit = crop.new_image_like(inside[box].astype(np.float32))
-            corrected = ants.n4_bias_field_correction(crop, mask=fit,
-                                                      shrink_factor=n4_shrink_factor(spacing))
-        data[box] = np.where(inside[box], corrected.numpy(), data[box])
-    out = nib.Nifti1Image(data, img.affine)
-    out.header.set_xyzt_units("mm")
-    return out
-
-
-#: voxel size of the grid N4 fits its bias field on, mm (the field is smooth)
-N4_FIT_VOXEL_MM = 5.0
-
-
-def n4_shrink_factor(voxel_size_mm) -> int:
-    """N4 shrink factor that fits the bias field on a grid of about 5 mm (at least 2).
-
-    Measured on the 1 mm phantom (139x172x151 brain box, 2 threads), correlation of the
-    corrected image with shrink 2's (104 s) inside the mask: shrink 4 r = 0.99856
-    (13.9 s), 5 r = 0.99834 (7.6 s), 6 r = 0.9934 (4.9 s), 8 r = 0.973 (2.6 s).
-    The fit time is set by the fit grid, not the image: N4 on a 2 mm copy at shrink 2
-    takes as long as the 1 mm image at shrink 4.
-    """
-    return max(2, round(N4_FIT_VOXEL_MM / float(np.min(voxel_size_mm))))
-
-
 def _similarity(fixed: ants.ANTsImage, warped: ants.ANTsImage) -> dict[str, float]:
     f = fixed.numpy()
     w = warped.numpy()
@@ -310,42 +239,6 @@ def _isotropic_working_voxel(schedule: Schedule, fixed: ants.ANTsImage,
     """Working voxel size (mm): the preset's, never finer than either image's finest axis."""
     finest = max(min(fixed.spacing), min(moving.spacing))
     return max(schedule.working_voxel_mm or 0.0, finest)
-
-
-def _to_working_grid(image: ants.ANTsImage, voxel_mm: float, *, label: bool = False
-                     ) -> ants.ANTsImage:
-    """Resample to an isotropic ``voxel_mm`` grid; anti-aliased (Gaussian) when coarsening."""
-    spacing = np.asarray(image.spacing, float)
-    if np.allclose(spacing, voxel_mm, rtol=0.01):
-        return image
-    if not label:
-        # Gaussian whose FWHM brings each axis' resolution to the working voxel
-        sigma = np.sqrt(np.maximum(voxel_mm**2 - spacing**2, 0.0)) / 2.3548
-        if np.any(sigma > 0):
-            image = ants.smooth_image(image, tuple(sigma.tolist()),
-                                      sigma_in_physical_coordinates=True)
-    return ants.resample_image(image, (voxel_mm,) * 3, use_voxels=False,
-                               interp_type=1 if label else 0)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Slices of the smallest box holding every true voxel of ``mask`` (None if empty)."""
-    boxes = ndimage.find_objects(mask.astype(np.uint8))
-    return boxes[0] if boxes else None
-
-
-def _crop_to_mask(image: ants.ANTsImage, mask: ants.ANTsImage, margin_mm: float
-                  ) -> tuple[ants.ANTsImage, ants.ANTsImage]:
-    """Crop ``image`` and ``mask`` to the mask's bounding box plus ``margin_mm``."""
-    box = _bounding_box(mask.numpy() > 0)
-    if box is None:
-        raise ValueError("the registration target mask is empty")
-    pad = np.ceil(margin_mm / np.asarray(mask.spacing)).astype(int)
-    lo = np.maximum([b.start for b in box] - pad, 0)
-    # crop_indices' upper index is exclusive (measured): stop + pad, at most the shape
-    hi = np.minimum([b.stop for b in box] + pad, np.asarray(mask.shape))
-    return (ants.crop_indices(image, lo.tolist(), hi.tolist()),
-            ants.crop_indices(mask, lo.tolist(), hi.tolist()))
 
 
 def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
@@ -375,16 +268,16 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
         if fixed_mask is not None:
             mask_a = to_ants(nib.Nifti1Image(
                 (np.asarray(fixed_mask.dataobj) > 0).astype(np.float32), fixed_mask.affine))
-            fixed_a, mask_a = _crop_to_mask(fixed_a, mask_a, CROP_MARGIN_MM)
+            fixed_a, mask_a = crop_to_mask(fixed_a, mask_a, CROP_MARGIN_MM)
         voxel = _isotropic_working_voxel(schedule, fixed_a, moving_a)
-        fixed_a = _to_working_grid(fixed_a, voxel)
-        moving_a = _to_working_grid(moving_a, voxel)
+        fixed_a = to_working_grid(fixed_a, voxel)
+        moving_a = to_working_grid(moving_a, voxel)
         paths = {name: str(Path(tmp, f"{name}.nii.gz"))
                  for name in ("fixed", "moving", "mask", "warped")}
         ants.image_write(fixed_a, paths["fixed"])
         ants.image_write(moving_a, paths["moving"])
         if mask_a is not None:
-            ants.image_write(_to_working_grid(mask_a, voxel, label=True), paths["mask"])
+            ants.image_write(to_working_grid(mask_a, voxel, label=True), paths["mask"])
         f, m = paths["fixed"], paths["moving"]
         lin = (schedule.linear_shrink, schedule.linear_smooth, schedule.linear_iterations)
         if linear is not None:
@@ -406,16 +299,17 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
         similarity = _similarity(fixed_a, ants.image_read(paths["warped"]))
     affine = Path(f"{out_prefix}0GenericAffine.mat")
     if linear is not None:
-        return (_checked(TransformChain((affine,), (False,))), TransformChain((affine,), (True,)),
-                similarity)
+        return (checked_chain(TransformChain((affine,), (False,))),
+                TransformChain((affine,), (True,)), similarity)
     warp = Path(f"{out_prefix}1Warp.nii.gz")
     inverse_warp = Path(f"{out_prefix}1InverseWarp.nii.gz")
-    forward = _checked(TransformChain((warp, affine), (False, False)))
-    inverse = _checked(TransformChain((affine, inverse_warp), (True, False)))
+    forward = checked_chain(TransformChain((warp, affine), (False, False)))
+    inverse = checked_chain(TransformChain((affine, inverse_warp), (True, False)))
     return forward, inverse, similarity
 
 
-def _checked(chain: TransformChain) -> TransformChain:
+def checked_chain(chain: TransformChain) -> TransformChain:
+    """``chain`` itself, once every file of it exists (RuntimeError naming the missing)."""
     missing = [str(f) for f in chain.files if not f.is_file()]
     if missing:
         raise RuntimeError(f"ANTs did not write the transform file(s) {', '.join(missing)}")

@@ -34,10 +34,10 @@ from qsmbids.registration.antsio import load_nifti, to_ants
 from qsmbids.registration.core import (
     RegistrationSettings,
     TransformChain,
-    _checked,
-    _to_working_grid,
     apply_transforms,
+    checked_chain,
 )
+from qsmbids.registration.grids import to_working_grid
 from qsmbids.registration.job import run_registration
 from qsmbids.registration.stages import registration_command, similarity_term, syn_stage
 
@@ -206,7 +206,7 @@ def _refine_box(channels: list[tuple[np.ndarray, np.ndarray, str, float]],
     def cropped(data: np.ndarray, label: bool = False) -> ants.ANTsImage:
         image = to_ants(nib.Nifti1Image(np.ascontiguousarray(data[box], np.float32),
                                         box_affine))
-        return _to_working_grid(image, WORKING_VOXEL_MM, label=label)
+        return to_working_grid(image, WORKING_VOXEL_MM, label=label)
 
     with tempfile.TemporaryDirectory(prefix="qsmbids_refine_") as tmp:
         mask_path = str(Path(tmp, "mask.nii.gz"))
@@ -231,5 +231,5 @@ def _refine_box(channels: list[tuple[np.ndarray, np.ndarray, str, float]],
         run_registration(args, n_threads=1 if settings.deterministic else settings.n_threads,
                          description=f"{prefix.name}: susceptibility refinement "
                                      f"({WORKING_VOXEL_MM:g} mm box {shape})")
-    return (_checked(TransformChain((Path(f"{prefix}0Warp.nii.gz"),), (False,))).files[0],
+    return (checked_chain(TransformChain((Path(f"{prefix}0Warp.nii.gz"),), (False,))).files[0],
             Path(f"{prefix}0InverseWarp.nii.gz"), shape)

@@ -1,0 +1,44 @@
+"""Working grids of a registration: the bounding box of a mask, a crop to it with a
+margin, and isotropic resampling (anti-aliased when coarsening). ANTs images; mm."""
+
+from __future__ import annotations
+
+import ants
+import numpy as np
+from scipy import ndimage
+
+
+def to_working_grid(image: ants.ANTsImage, voxel_mm: float, *, label: bool = False
+                    ) -> ants.ANTsImage:
+    """Resample to an isotropic ``voxel_mm`` grid; anti-aliased (Gaussian) when coarsening."""
+    spacing = np.asarray(image.spacing, float)
+    if np.allclose(spacing, voxel_mm, rtol=0.01):
+        return image
+    if not label:
+        # Gaussian whose FWHM brings each axis' resolution to the working voxel
+        sigma = np.sqrt(np.maximum(voxel_mm**2 - spacing**2, 0.0)) / 2.3548
+        if np.any(sigma > 0):
+            image = ants.smooth_image(image, tuple(sigma.tolist()),
+                                      sigma_in_physical_coordinates=True)
+    return ants.resample_image(image, (voxel_mm,) * 3, use_voxels=False,
+                               interp_type=1 if label else 0)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every true voxel of ``mask`` (None if empty)."""
+    boxes = ndimage.find_objects(mask.astype(np.uint8))
+    return boxes[0] if boxes else None
+
+
+def crop_to_mask(image: ants.ANTsImage, mask: ants.ANTsImage, margin_mm: float
+                  ) -> tuple[ants.ANTsImage, ants.ANTsImage]:
+    """Crop ``image`` and ``mask`` to the mask's bounding box plus ``margin_mm``."""
+    box = bounding_box(mask.numpy() > 0)
+    if box is None:
+        raise ValueError("the registration target mask is empty")
+    pad = np.ceil(margin_mm / np.asarray(mask.spacing)).astype(int)
+    lo = np.maximum([b.start for b in box] - pad, 0)
+    # crop_indices' upper index is exclusive (measured): stop + pad, at most the shape
+    hi = np.minimum([b.stop for b in box] + pad, np.asarray(mask.shape))
+    return (ants.crop_indices(image, lo.tolist(), hi.tolist()),
+            ants.crop_indices(mask, lo.tolist(), hi.tolist()))
