@@ -37,7 +37,7 @@ from qsmbids.registration.core import (
     apply_transforms,
     checked_chain,
 )
-from qsmbids.registration.grids import to_working_grid
+from qsmbids.registration.grids import bounding_box, to_working_grid
 from qsmbids.registration.job import run_registration
 from qsmbids.registration.stages import registration_command, similarity_term, syn_stage
 
@@ -152,8 +152,7 @@ def refine_on_susceptibility(chi, mask, chi_template, nuclei_template,
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     for old in out_prefix.parent.glob(out_prefix.name + "*"):
         old.unlink()
-    chi_img = nib.load(str(chi)) if not isinstance(chi, nib.Nifti1Image) else chi
-    mask_img = nib.load(str(mask)) if not isinstance(mask, nib.Nifti1Image) else mask
+    chi_img, mask_img = load_nifti(chi), load_nifti(mask)
     brain = np.asarray(mask_img.dataobj) > 0
     threads = settings.n_threads
     # the template and its nuclei on the subject grid, through the anatomical chain
@@ -168,7 +167,7 @@ def refine_on_susceptibility(chi, mask, chi_template, nuclei_template,
     zooms = np.asarray(chi_img.header.get_zooms()[:3], float)
     distance = ndimage.distance_transform_edt(~nuclei, sampling=zooms)
     metric_mask = (distance <= METRIC_MARGIN_MM) & brain
-    box = ndimage.find_objects((distance <= BOX_MARGIN_MM).astype(np.uint8))[0]
+    box = bounding_box(distance <= BOX_MARGIN_MM)
     channels = [(subject, before, "CC", 1.0)]
     if anatomy is not None:
         anatomy_subject = load_nifti(anatomy.subject)
