@@ -44,10 +44,11 @@ SOURCE = ("Marques JP, Meineke J, Milovic C, et al. (2021). QSM reconstruction c
 FILE_SUFFIX = "desc-susceptibility_Chimap.nii.gz"
 
 
-def label_susceptibility(label_names: Mapping[int, str],
-                         regions: Mapping[str, Sequence[int]],
-                         references: Mapping[str, Sequence[int]]) -> dict[int, float]:
-    """Susceptibility (ppm) of every atlas label, by the region it belongs to.
+def values_by_region(label_names: Mapping[int, str],
+                     regions: Mapping[str, Sequence[int]],
+                     references: Mapping[str, Sequence[int]],
+                     table: Mapping[str, float], default: float) -> dict[int, float]:
+    """A value per atlas label, by the region or reference it belongs to.
 
     Parameters
     ----------
@@ -55,20 +56,28 @@ def label_susceptibility(label_names: Mapping[int, str],
         Label number -> name (the ``dseg.tsv``); 0 is background and gets none.
     regions, references
         Region or reference name (``Caudate_L``, ``WhiteMatter``...) -> label numbers.
-        Names are matched without their ``_L``/``_R`` suffix to :data:`REGION_CHI_PPM`.
-
-    Returns
-    -------
-    dict
-        Label number -> ppm; labels of no listed region get :data:`OTHER_LABEL_PPM`.
+        Names are matched without their ``_L``/``_R`` suffix to ``table``.
+    table
+        Bilateral region or reference name -> value.
+    default
+        Value of labels that belong to no region named in ``table``.
     """
-    values = {int(label): OTHER_LABEL_PPM for label in label_names if int(label) != 0}
+    values = {int(label): default for label in label_names if int(label) != 0}
     for sets in (regions, references):
         for name, labels in sets.items():
-            ppm = REGION_CHI_PPM.get(bilateral_name(name))
-            if ppm is not None:
-                values.update({int(label): ppm for label in labels})
+            value = table.get(bilateral_name(name))
+            if value is not None:
+                values.update({int(label): value for label in labels})
     return values
+
+
+def label_susceptibility(label_names: Mapping[int, str],
+                         regions: Mapping[str, Sequence[int]],
+                         references: Mapping[str, Sequence[int]]) -> dict[int, float]:
+    """Susceptibility (ppm) of every atlas label (:func:`values_by_region` with
+    :data:`REGION_CHI_PPM`; labels of no listed region get :data:`OTHER_LABEL_PPM`)."""
+    return values_by_region(label_names, regions, references, REGION_CHI_PPM,
+                            OTHER_LABEL_PPM)
 
 
 def paint_susceptibility(labels: np.ndarray, label_ppm: Mapping[int, float],

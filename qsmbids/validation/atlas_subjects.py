@@ -26,8 +26,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from qsmbids.atlas.chi_template import values_by_region
 from qsmbids.atlas.model import Atlas
-from qsmbids.atlas.regions import bilateral_name
 from qsmbids.validation.warps import known_deformation
 
 #: subject susceptibility per bilateral region at age 40, ppm (middle of the in-vivo
@@ -108,12 +108,8 @@ class AtlasSubject:
 
 
 def _label_values(atlas: Atlas, table: dict[str, float], default: float) -> dict[int, float]:
-    values = {label: default for label in atlas.label_names if label}
-    for name, labels in atlas.all_regions().items():
-        value = table.get(bilateral_name(name))
-        if value is not None:
-            values.update({label: value for label in labels})
-    return values
+    return values_by_region(atlas.label_names, atlas.regions, atlas.references, table,
+                            default)
 
 
 def _lut(values: dict[int, float], top: int) -> np.ndarray:
