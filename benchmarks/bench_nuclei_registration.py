@@ -24,7 +24,8 @@ Targets (issue 16), without a T1w at 1 mm: Dice >= 0.85 and error <= 0.005 ppm f
 every nucleus, better than ``magnitude MI``; registration <= 40 s and <= 2 GiB.
 
 Run: ``.venv/bin/python benchmarks/bench_nuclei_registration.py`` (``--quick``: 2 mm,
-one subject). Cached under ``$QSMBIDS_BENCH_DIR`` (default /tmp/qsmbids-bench-nuclei).
+one subject; ``--voxel MM``, ``--subject NAME`` and ``--path PATH``, each repeatable,
+choose the cases). Cached under ``$QSMBIDS_BENCH_DIR`` (default /tmp/qsmbids-bench-nuclei).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
     import nibabel as nib
     import numpy as np
 
+    from qsmbids.atlas.chi_template import SMOOTHING_MM
     from qsmbids.atlas.model import nuclei_mask_image, susceptibility_template_image
     from qsmbids.registration.core import (
         RegistrationSettings,
@@ -127,7 +129,8 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
     metric = metric_for_contrasts(atlas.template_contrast, "T1w" if t1w else "magnitude")
     settings = RegistrationSettings(preset="fast", n_threads=THREADS, metric=metric,
                                     refined=refined)
-    work = Path(tempfile.mkdtemp(prefix="qsmbids-bench-nuclei-"))
+    scratch = tempfile.TemporaryDirectory(prefix="qsmbids-bench-nuclei-")
+    work = Path(scratch.name)
     wall = time.perf_counter()
     result = register_template_to_subject(atlas.template, magnitude, work, settings,
                                           target_mask=mask, t1w=t1w)
@@ -139,7 +142,8 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
                    if not path.endswith("chi only") else None)
         refinement = refine_on_susceptibility(
             chi, mask, susceptibility_template_image(atlas), nuclei_mask_image(atlas), chain,
-            result.subject_to_template, work / "refine_", settings, anatomy)
+            result.subject_to_template, work / "refine_", settings, anatomy,
+            template_sigma_mm=SMOOTHING_MM)
         chain = refinement.template_to_subject
         correlation = {"before": refinement.correlation_before,
                        "after": refinement.correlation_after}
@@ -155,6 +159,7 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
         if warped_in.any():
             error.setdefault(base, []).append(
                 abs(float(truth_chi[warped_in].mean() - truth_chi[true_in].mean())))
+    scratch.cleanup()
     return {"wall": wall, "anatomical": anatomical_s, "peak": peak_mib(children=True),
             "dice": {k: float(np.mean(v)) for k, v in dice.items()},
             "error": {k: float(np.mean(v)) for k, v in error.items()},
@@ -164,8 +169,10 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
-    cases = [(n, v) for v in ((2.0,) if quick else (1.0, 2.0))
-             for n in (("young",) if quick else tuple(SUBJECTS))]
+    voxels = [float(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a == "--voxel"]
+    subjects = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--subject"]
+    cases = [(n, v) for v in (voxels or ((2.0,) if quick else (1.0, 2.0)))
+             for n in (subjects or (("young",) if quick else tuple(SUBJECTS)))]
     rows = []
     for name, voxel in cases:
         prepared = subprocess.run([sys.executable, __file__, "--prepare", name, str(voxel)],

@@ -89,6 +89,15 @@ def test_outputs_index_as_derivatives(demo_run):
     assert steps[:1] == ["phase scaling"] and "siemens" in side["ProcessingSteps"][0][
         "Algorithm"]
     assert abs(json.loads(json.dumps(side["MagneticFieldStrength"])) - 3.0) < 1e-9
+    # 3 mm voxels: the susceptibility refinement asked for is skipped, and both the dseg
+    # sidecar and the report say why
+    dseg = layout.get(suffix="dseg", extension=".nii.gz")[0]
+    registration = next(s for s in layout.get_metadata(dseg.path)["ProcessingSteps"]
+                        if s["Step"] == "registration")
+    assert registration["Parameters"]["SusceptibilityRefinement"].startswith(
+        "skipped: voxels of 3 x 3 x 3 mm")
+    report = (settings.output_dir / f"sub-{dseg.entities['subject']}.html").read_text()
+    assert "Susceptibility refinement skipped: voxels of 3 x 3 x 3 mm" in report
 
 
 def _deviations(rows, regions):

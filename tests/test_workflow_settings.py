@@ -213,3 +213,30 @@ def test_phase_sign_reaches_load_gre_and_negates_the_phase(tmp_path, monkeypatch
         assert record["Parameters"]["PhaseSign"] == sign
     diff = np.angle(np.exp(1j * (phases[-1] + phases[1])))
     assert np.abs(diff).max() < 1e-5  # -phase, up to the wrap at +-pi
+
+
+def test_refinement_runs_on_fine_voxels_and_is_skipped_on_coarse_ones(tmp_path):
+    # 3 mm: the measured regional-mean error of the nigra and red nucleus rises with the
+    # refinement (registration/refine.MAX_VOXEL_MM), so the anatomical path places them
+    from nipype.interfaces.base import isdefined
+
+    from qsmbids.registration.refine import refinement_skip_reason
+
+    assert refinement_skip_reason((1.0, 1.0, 1.0)) is None
+    assert refinement_skip_reason((0.5, 0.5, 2.0)) is None
+    assert "3 x 3 x 3 mm" in refinement_skip_reason((3.0, 3.0, 3.0))
+    atlas = write_phantom_atlas(tmp_path / "atlas", 4.0, contrast="magnitude")
+    settings = _settings(tmp_path, registration_contrast="anatomy+chi")
+    for voxel, refined in ((3.0, False), (2.0, True)):
+        bids = new_dataset(tmp_path / f"bids{voxel:g}")
+        write_run(bids, "sub-01/anat/sub-01", seed=1, voxel=voxel)
+        run = discover_runs(bids).runs[0]
+        wf = init_participant_wf(settings, [RunInputs(run, None, atlas.root, NameContext())])
+        nodes = {n.name: n for n in wf._create_flat_graph().nodes()}
+        assert ("refine_on_chi" in nodes) is refined
+        assert nodes["register"].inputs.refined is refined
+        skipped = nodes["register"].inputs.refinement_skipped
+        if refined:
+            assert not isdefined(skipped)
+        else:
+            assert skipped == refinement_skip_reason((voxel,) * 3)

@@ -64,9 +64,16 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
         side = json.loads(Path(str(dseg).replace(".nii.gz", ".json")).read_text())
         for step in side.get("ProcessingSteps", []):
             info = step.get("Info", {})
+            skipped = step.get("Parameters", {}).get("SusceptibilityRefinement")
+            if step.get("Step") == "registration" and skipped:
+                extra["registration_note"] = f"Susceptibility refinement {skipped}."
             if step.get("Step") == "susceptibility refinement" and "CorrelationAfter" in info:
                 extra["refinement_correlation"] = (float(info["CorrelationBefore"]),
                                                    float(info["CorrelationAfter"]))
+                extra["registration_note"] = (
+                    "The nuclei were refined on the susceptibility map (correlation with the "
+                    f"atlas's susceptibility template {extra['refinement_correlation'][0]:.2f}"
+                    f" -> {extra['refinement_correlation'][1]:.2f}).")
     if atlas_dir is not None:
         from qsmbids.atlas.model import load_atlas
 

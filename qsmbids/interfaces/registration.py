@@ -51,6 +51,8 @@ class RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     refined = traits.Bool(False, usedefault=True,
                           desc="a susceptibility refinement follows: SyN stops one level "
                                "early")
+    refinement_skipped = traits.Str(desc="why the susceptibility refinement asked for does "
+                                         "not run (recorded in the provenance)")
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
@@ -104,7 +106,9 @@ class RegisterAtlas(MeasuredInterface):
              "TemplateContrast": atlas.template_contrast,
              "SyNMetric": {"CC": "local cross-correlation", "mattes": "Mattes MI"}[metric],
              "Deterministic": bool(self.inputs.deterministic),
-             "SyNStopsOneLevelEarly": bool(self.inputs.refined)},
+             "SyNStopsOneLevelEarly": bool(self.inputs.refined),
+             **({"SusceptibilityRefinement": "skipped: " + self.inputs.refinement_skipped}
+                if isdefined(self.inputs.refinement_skipped) else {})},
             {"Similarity": result.similarity, "ElapsedSeconds": result.elapsed_s})
         return runtime
 
@@ -143,6 +147,7 @@ class RefineOnSusceptibility(MeasuredInterface):
     output_spec = RefineOnSusceptibilityOutputSpec
 
     def _compute(self, runtime):
+        from qsmbids.atlas import chi_template
         from qsmbids.atlas.model import (
             load_atlas,
             nuclei_mask_image,
@@ -164,7 +169,8 @@ class RefineOnSusceptibility(MeasuredInterface):
                    if isdefined(self.inputs.anatomy) else None)
         result = refine.refine_on_susceptibility(
             self.inputs.chi, self.inputs.mask, susceptibility_template_image(atlas), nuclei,
-            forward, inverse, Path(os.getcwd(), "reg_refine_"), settings, anatomy)
+            forward, inverse, Path(os.getcwd(), "reg_refine_"), settings, anatomy,
+            template_sigma_mm=chi_template.SMOOTHING_MM)
         self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
                                                 self.inputs.num_threads))
         self._results["provenance"] = write_provenance(

@@ -8,6 +8,15 @@ import numpy as np
 from scipy import ndimage
 
 
+def matching_sigma_mm(target_fwhm_mm, current_fwhm_mm) -> np.ndarray:
+    """Gaussian sigma (mm, per axis) that blurs an image of resolution ``current_fwhm_mm``
+    (FWHM, mm; scalar or per axis) to ``target_fwhm_mm`` (zero where it is already as
+    coarse). Resolutions add in quadrature; a voxel counts as a FWHM of its width."""
+    target = np.asarray(target_fwhm_mm, float)
+    current = np.asarray(current_fwhm_mm, float)
+    return np.sqrt(np.maximum(target**2 - current**2, 0.0)) / 2.3548
+
+
 def to_working_grid(image: ants.ANTsImage, voxel_mm: float, *, label: bool = False
                     ) -> ants.ANTsImage:
     """Resample to an isotropic ``voxel_mm`` grid; anti-aliased (Gaussian) when coarsening."""
@@ -15,8 +24,7 @@ def to_working_grid(image: ants.ANTsImage, voxel_mm: float, *, label: bool = Fal
     if np.allclose(spacing, voxel_mm, rtol=0.01):
         return image
     if not label:
-        # Gaussian whose FWHM brings each axis' resolution to the working voxel
-        sigma = np.sqrt(np.maximum(voxel_mm**2 - spacing**2, 0.0)) / 2.3548
+        sigma = matching_sigma_mm(voxel_mm, spacing)
         if np.any(sigma > 0):
             image = ants.smooth_image(image, tuple(sigma.tolist()),
                                       sigma_in_physical_coordinates=True)

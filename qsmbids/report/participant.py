@@ -101,6 +101,9 @@ class RunReportInputs:
     refinement_correlation
         (before, after) correlation of the susceptibility template with the map around
         the nuclei, reported by the susceptibility refinement; None without it.
+    registration_note
+        One sentence on how the nuclei were placed (refined on the map, or why the
+        refinement was skipped), added to the captions of the nuclei zooms.
     unwrap_corrections
         Number of corrections the unwrapping step reported.
     references
@@ -132,6 +135,7 @@ class RunReportInputs:
     registration_similarity: float | None = None
     registration_metric: str | None = None
     refinement_correlation: tuple[float, float] | None = None
+    registration_note: str | None = None
     unwrap_corrections: int | None = None
     references: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
     phase_units_rule: str | None = None
@@ -365,7 +369,8 @@ def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
                 f"{title} on the QSM",
                 f"{title}: the QSM (top) and the atlas regions outlined on it (bottom), three "
                 "axial slices and one coronal slice through the regions' centre. The outlines "
-                "should sit on the bright nuclei."))
+                "should sit on the bright nuclei."
+                + (f" {run.registration_note}" if run.registration_note else "")))
     return out
 
 

@@ -17,6 +17,7 @@ Every node declares ``mem_gb`` estimated from the image size and echo count, and
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from qsmbids.interfaces.registration import (
     WarpToTemplate,
 )
 from qsmbids.workflows.settings import Settings
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ def run_spec(run: GreRun) -> str:
 def _shape(run: GreRun) -> tuple[int, int, int]:
     header = nib.load(str(run.files[0])).header
     return tuple(int(n) for n in header.get_data_shape()[:3])  # type: ignore[return-value]
+
+
+def _voxel_mm(run: GreRun) -> tuple[float, float, float]:
+    """Voxel size of the run's map (its first echo's grid), mm."""
+    header = nib.load(str(run.files[0])).header
+    return tuple(float(v) for v in header.get_zooms()[:3])  # type: ignore[return-value]
 
 
 def memory_estimates(shape: tuple[int, int, int], n_echoes: int,
@@ -186,11 +195,19 @@ def init_registration_wf(settings: Settings, inputs: RunInputs, mem: dict[str, f
         return {}
     threads = settings.omp_nthreads
     atlas = str(inputs.atlas_dir)
+    from qsmbids.registration.refine import refinement_skip_reason  # imports ANTs
+
     refined = settings.registration_contrast == "anatomy+chi"
+    skipped = refinement_skip_reason(_voxel_mm(inputs.run)) if refined else None
+    if skipped:
+        refined = False
+        _LOG.info("%s: susceptibility refinement skipped: %s", inputs.run.prefix, skipped)
     reg = pe.Node(RegisterAtlas(atlas_dir=atlas, preset=settings.registration,
                                 deterministic=settings.deterministic, refined=refined,
                                 num_threads=threads), name="register",
                   mem_gb=mem["reg"], n_procs=threads)
+    if skipped:
+        reg.inputs.refinement_skipped = skipped
     if inputs.run.t1w is not None:
         reg.inputs.t1w = str(inputs.run.t1w)
     nodes = {"reg": reg, "labels": reg}
