@@ -37,10 +37,6 @@ PROG = "qsmbids"
 SUBCOMMANDS = ("demo", "simulate", "atlas")
 
 
-class UsageError(Exception):
-    """A command-line usage error (exit code 64)."""
-
-
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser that reports errors in one line and exits with code 64."""
 

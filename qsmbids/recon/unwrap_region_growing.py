@@ -309,21 +309,3 @@ def unwrap_region_growing(
     out, _ = _grow(phase_f, mag, phase2, mask_f, seed, *shape, use_mag, use_p2, ratio,
                    inv_mref, n_bins)
     return out.reshape(shape)
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's on-disk cache) every kernel of this module and of
-    :func:`qsmbids.recon.phase_scaling.wrap_to_pi` on tiny inputs.
-
-    Call it once when building a container image, so the cache files are written next
-    to the installed modules and no run pays the compile time (about 10-20 s).
-    """
-    from qsmbids.recon.phase_scaling import wrap_to_pi
-
-    phase = np.linspace(-3.0, 3.0, 27, dtype=np.float32).reshape(3, 3, 3)
-    wrap_to_pi(phase)
-    wrap_to_pi(phase.astype(np.float64))
-    inputs = QualityInputs(magnitude=np.ones_like(phase), second_phase=phase, te_ratio=2.0)
-    for quality_inputs in (QualityInputs(), inputs):
-        unwrap_region_growing(phase, None, quality_inputs)
-        voxel_quality(phase, None, quality_inputs)

@@ -14,8 +14,8 @@ need. Combinations use min/max (union/intersection).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -150,24 +150,6 @@ class Tube(Shape):
 
 
 @dataclass(frozen=True)
-class Slab(Shape):
-    """The slab ``|coord[axis] - offset| <= half_width`` (e.g. a midline fissure)."""
-
-    axis: int
-    offset: float
-    half_width: float
-
-    def sdf(self, x, y, z):
-        return np.abs((x, y, z)[self.axis] - np.float32(self.offset)) - np.float32(self.half_width)
-
-    def bbox(self):
-        lo, hi = -_INF.copy(), _INF.copy()
-        lo[self.axis] = self.offset - self.half_width
-        hi[self.axis] = self.offset + self.half_width
-        return lo, hi
-
-
-@dataclass(frozen=True)
 class HeightField(Shape):
     """The region ``z >= floor(y)`` above a smooth floor (mm), e.g. a skull base.
 
@@ -202,68 +184,3 @@ class Union(Shape):
 
     def parts(self) -> list[Shape]:
         return [p for s in self.shapes for p in s.parts()]
-
-
-@dataclass(frozen=True)
-class Intersection(Shape):
-    """Points inside all of ``shapes``."""
-
-    shapes: tuple[Shape, ...]
-
-    def sdf(self, x, y, z):
-        out = self.shapes[0].sdf(x, y, z)
-        for s in self.shapes[1:]:
-            out = np.maximum(out, s.sdf(x, y, z))
-        return out
-
-    def bbox(self):
-        boxes = [s.bbox() for s in self.shapes]
-        return np.max([b[0] for b in boxes], 0), np.min([b[1] for b in boxes], 0)
-
-
-@dataclass(frozen=True)
-class Complement(Shape):
-    """Points outside ``shape``."""
-
-    shape: Shape
-
-    def sdf(self, x, y, z):
-        return -self.shape.sdf(x, y, z)
-
-
-@dataclass(frozen=True)
-class Offset(Shape):
-    """``shape`` grown by ``distance`` mm (shrunk if negative)."""
-
-    shape: Shape
-    distance: float
-
-    def sdf(self, x, y, z):
-        return self.shape.sdf(x, y, z) - np.float32(self.distance)
-
-    def bbox(self):
-        lo, hi = self.shape.bbox()
-        return lo - max(self.distance, 0), hi + max(self.distance, 0)
-
-
-@dataclass(frozen=True)
-class Displaced(Shape):
-    """``shape`` with its surface moved by ``amplitude * noise(x, y, z)`` mm (folding).
-
-    ``noise`` returns values of about unit standard deviation; only points within
-    ``4 * amplitude`` of the surface are displaced, so the cost stays near the surface.
-    """
-
-    shape: Shape
-    noise: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] = field(compare=False)
-    amplitude: float = 2.0
-
-    def sdf(self, x, y, z):
-        d = self.shape.sdf(x, y, z)
-        near = np.abs(d) < 4 * self.amplitude
-        d[near] += np.float32(self.amplitude) * self.noise(x[near], y[near], z[near])
-        return d
-
-    def bbox(self):
-        lo, hi = self.shape.bbox()
-        return lo - 4 * self.amplitude, hi + 4 * self.amplitude

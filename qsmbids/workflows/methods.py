@@ -43,18 +43,6 @@ def _import(module: str, name: str, method: str) -> Callable:
             f"({module}.{name} is missing)") from None
 
 
-def available(kind: str) -> dict[str, bool]:
-    """Which methods of a step (``bg_removal`` or ``inversion``) are importable."""
-    table = _BACKGROUND if kind == "bg_removal" else _INVERSION
-    out = {}
-    for name, (module, func, *_) in table.items():
-        try:
-            _import(module, func, name)
-            out[name] = True
-        except MethodUnavailable:
-            out[name] = False
-    return out
-
 
 def background_method(name: str) -> Callable[..., Any]:
     """``f(field, mask, voxel_size, b0_direction, *, workers)`` for a background method."""
