@@ -174,3 +174,11 @@ def test_run_state_tracks_manifest_settings_and_files(tmp_path):
     assert run_state(out, RUN, "h1").reason.startswith("size of")
     written["chi"].unlink()
     assert run_state(out, RUN, "h1").reason.startswith("missing")
+
+
+def test_masked_outputs_say_skull_stripped_and_labels_do_not():
+    # the registration target is zero outside the reconstruction mask
+    # (registration.targets.prepare_target); the warped labels are not masked
+    for kind, stripped in (("magnitude", True), ("chi", True), ("dseg", False)):
+        side = image_sidecar(kind=kind, sources=[], steps=[])
+        assert side["SkullStripped"] is stripped, kind

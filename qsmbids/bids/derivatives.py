@@ -91,7 +91,8 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
                          "Effective transverse relaxation time"),
     "magnitude": OutputKind((("space", "orig"), ("desc", "combined")), "magnitude",
                             ".nii.gz", "arbitrary",
-                            "Echo-combined magnitude (registration target)"),
+                            "Echo-combined, bias-corrected magnitude inside the brain mask "
+                            "(registration target)"),
     "dseg": OutputKind((("space", "orig"), ("atlas", "{atlas}")), "dseg", ".nii.gz", None,
                        "Atlas labels warped to the subject (ANTs genericLabel)"),
     "dseg_tsv": OutputKind((("space", "orig"), ("atlas", "{atlas}")), "dseg", ".tsv", None,
@@ -394,12 +395,6 @@ def init_output_dir(output_dir: Path, bids_dir: Path | None, citation: str | Non
                 atomic_write_text(cite, citation)
 
 
-def write_shared_table(output_dir: Path, name: str, write: Callable[[Path], None]) -> Path:
-    """Write a file at the OUTPUT_DIR root (e.g. a group table) atomically, under the lock."""
-    with output_lock(output_dir):
-        return atomic_write(Path(output_dir) / name, write)
-
-
 # ----------------------------------------------------------------------------- sidecars
 
 
@@ -427,7 +422,9 @@ def image_sidecar(*, kind: str, sources: Sequence[str], steps: Sequence[Mapping[
     if spec.units is not None:
         sidecar["Units"] = spec.units
     if spec.extension == ".nii.gz" and spec.suffix not in ("xfm",):
-        sidecar["SkullStripped"] = kind not in ("magnitude", "dseg")
+        # every image output is masked to the brain except the labels (the registration
+        # target, ``magnitude``, is zero outside the reconstruction mask)
+        sidecar["SkullStripped"] = kind != "dseg"
     if steps:
         sidecar["ProcessingSteps"] = [dict(s) for s in steps]
         estimating = [s for s in steps if s.get("Step") not in ("referencing",)]
