@@ -43,6 +43,40 @@ def test_digest_ignores_resources_but_not_methods(tmp_path):
     assert base.digest() != _settings(tmp_path, field_strength=7.0).digest()
 
 
+def test_digest_follows_the_atlas_and_mask_content_not_their_location(tmp_path):
+    import shutil
+
+    atlas = write_phantom_atlas(tmp_path / "atlas", 4.0)
+    mask = tmp_path / "mask.nii.gz"
+    mask.write_bytes(b"mask v1")
+    first = _settings(tmp_path, atlas_dir=atlas.root, mask=mask).digest()
+    moved_atlas = shutil.move(str(atlas.root), str(tmp_path / "elsewhere" / "atlas"))
+    moved_mask = shutil.move(str(mask), str(tmp_path / "elsewhere" / "mask.nii.gz"))
+    assert _settings(tmp_path, atlas_dir=Path(moved_atlas),
+                     mask=Path(moved_mask)).digest() == first
+    (Path(moved_atlas) / "atlas.json").write_text(
+        (Path(moved_atlas) / "atlas.json").read_text().replace("}", ', "Edited": 1}', 1))
+    assert _settings(tmp_path, atlas_dir=Path(moved_atlas),
+                     mask=Path(moved_mask)).digest() != first
+    before = _settings(tmp_path, mask=Path(moved_mask)).digest()
+    Path(moved_mask).write_bytes(b"mask v2")
+    assert _settings(tmp_path, mask=Path(moved_mask)).digest() != before
+
+
+def test_incompatible_options_exit_64_before_anything_runs(tmp_path, capsys):
+    from qsmbids.cli.bids_app import run_bids_app
+
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01", seed=1)
+    out = tmp_path / "out"
+    for extra, said in ((["--reference", "csf", "--atlas", "none"], "reference 'csf' needs"),
+                        (["--field-map-units", "Hz"], "without a field map")):
+        args = parse_args([str(bids), str(out), "participant", *extra])
+        assert run_bids_app(args) == 64
+        assert said in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_cli_arguments_become_settings(tmp_path):
     args = parse_args([str(tmp_path / "b"), str(tmp_path / "o"), "participant", "--preset",
                        "fast", "--bg-removal", "pdf", "--nprocs", "3", "--mem-gb", "5",

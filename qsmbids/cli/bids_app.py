@@ -57,6 +57,9 @@ def run_bids_app(args: argparse.Namespace) -> int:
     except DiscoveryError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return int(ExitCode.NO_INPUT)
+    except ValueError as exc:  # options that cannot go together (Settings checks them)
+        sys.stderr.write(f"{PROG}: error: {exc} (see '{PROG} --help')\n")
+        return int(ExitCode.USAGE)
     try:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         settings.work_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,34 @@ PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph", "PBS
 _RESOURCE_FIELDS = {"bids_dir", "output_dir", "work_dir", "participant_label",
                     "session_label", "bids_filters", "plugin", "plugin_args", "nprocs",
                     "omp_nthreads", "mem_gb", "overwrite", "verbose", "progress"}
+
+#: input files or folders named by the settings (their content enters the digest)
+_INPUT_PATH_FIELDS = ("atlas_dir", "mask", "field_map")
+#: files up to this size are hashed; larger ones count by name and size
+_HASHED_BYTES = 1 << 20
+
+
+def content_identity(path: Path | None) -> str | None:
+    """What a settings path holds, independent of where it lies: a file's SHA-256, or a
+    folder's file names (relative), sizes and, for files up to 1 MiB (JSON, TSV,
+    masks), their SHA-256. None stays None; a missing path gives its name."""
+    if path is None:
+        return None
+    path = Path(path)
+
+    def file_hash(item: Path) -> str:
+        return hashlib.sha256(item.read_bytes()).hexdigest()[:16]
+
+    if path.is_file():
+        return "file:" + file_hash(path)
+    if not path.is_dir():
+        return "missing:" + path.name
+    entries = sorted(
+        (str(item.relative_to(path)), size,
+         file_hash(item) if size <= _HASHED_BYTES else "")
+        for item in path.rglob("*") if item.is_file()
+        for size in (item.stat().st_size,))
+    return "folder:" + hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
 def _cpu_count() -> int:
@@ -166,6 +194,13 @@ class Settings:
         if self.field_map_units is not None and self.field_map_units not in FIELD_MAP_UNITS:
             raise ValueError(f"field_map_units must be one of {', '.join(FIELD_MAP_UNITS)} "
                              f"or None; got {self.field_map_units!r}")
+        if self.reference == "csf" and self.atlas in (None, "none") and self.atlas_dir is None:
+            raise ValueError("reference 'csf' needs an atlas (its CSF labels give the "
+                             "reference): drop '--atlas none', give --atlas-dir, or use "
+                             "--reference wholebrain")
+        if self.field_map_units is not None and self.field_map is None:
+            raise ValueError("field_map_units is set without a field map: give "
+                             "--field-map PATH or drop --field-map-units")
         if self.omp_nthreads <= 0:
             object.__setattr__(self, "omp_nthreads", max(1, self.nprocs))
 
@@ -206,14 +241,12 @@ class Settings:
         return json.loads(json.dumps(record, default=str))
 
     def digest(self) -> str:
-        """Short hash of :meth:`method_record` (identifies results made with these settings)."""
-        text = json.dumps(self.method_record(), sort_keys=True)
+        """Short hash of :meth:`method_record` (identifies results made with these
+        settings), with the files it names (atlas, masks, field maps) recorded by their
+        content, not their location: moving them keeps finished outputs valid, editing
+        them does not."""
+        record = self.method_record()
+        for name in _INPUT_PATH_FIELDS:
+            record[name] = content_identity(getattr(self, name))
+        text = json.dumps(record, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    def with_(self, **changes: Any) -> Settings:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """All fields as JSON-compatible values."""
-        return json.loads(json.dumps(asdict(self), default=str))
