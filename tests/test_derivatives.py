@@ -13,17 +13,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from qsmbids.atomic import atomic_write, atomic_write_json, output_lock, remove_stale_temporaries
 from qsmbids.bids.derivatives import (
     OUTPUT_KINDS,
     NameContext,
-    atomic_write,
-    atomic_write_json,
     dataset_description,
     derivative_name,
     image_sidecar,
     init_output_dir,
-    output_lock,
-    remove_stale_temporaries,
     run_state,
     write_run_outputs,
 )

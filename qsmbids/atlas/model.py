@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 
 from qsmbids.atlas import chi_template
-from qsmbids.bids.derivatives import atomic_save_nifti, atomic_write_text
+from qsmbids.atomic import atomic_save_nifti, atomic_write_text
 
 ATLAS_JSON = "atlas.json"
 _REQUIRED_KEYS = ("Name", "Space", "Template", "Labels", "LabelTable", "Regions")

@@ -7,37 +7,36 @@
     sub-<s>/[ses-<t>/]anat/<run>_space-orig_desc-<ref>_Chimap.nii.gz (+ .json) ...
     sub-<s>/log/<run>.log, <run>_manifest.json
 
-Every file is written atomically (a temporary file in the same folder, then
-``os.replace``), so a reader or a killed run never leaves a half-written file under
-its final name. Files shared by concurrent participant runs (dataset_description,
-CITATION.md, group tables) are written under an ``fcntl`` lock on
-``OUTPUT_DIR/.qsmbids.lock``. A run's *manifest* is written last: a run is complete
+Every file is written atomically and files shared by concurrent participant runs
+(dataset_description, CITATION.md, group tables) under the output lock, both from
+:mod:`qsmbids.atomic`. A run's *manifest* is written last: a run is complete
 when its manifest exists, was made with the same settings and every file it lists
 is present with the recorded size.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import gzip
 import json
 import os
 import re
-import secrets
-import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qsmbids import __version__
+from qsmbids.atomic import (
+    atomic_copy,
+    atomic_gzip,
+    atomic_write_json,
+    atomic_write_text,
+    output_lock,
+    remove_stale_temporaries,
+)
 
 #: entity order in derivative names (BIDS entity table order; from/to/mode as in fMRIPrep)
 ENTITY_ORDER = ("sub", "ses", "acq", "rec", "run", "from", "to", "mode", "space", "atlas",
                 "desc")
-_TMP_TAG = ".qsmbids-tmp-"
-LOCK_NAME = ".qsmbids.lock"
 CODE_URL = "https://github.com/qsmbids/qsmbids"
 BIDS_VERSION = "1.10.0"
 
@@ -203,122 +202,6 @@ def log_path(output_dir: Path, run_entities: Mapping[str, str]) -> Path:
 def manifest_path(output_dir: Path, run_entities: Mapping[str, str]) -> Path:
     """Manifest of a run (written last; marks the run complete)."""
     return log_folder(output_dir, run_entities) / f"{run_prefix(run_entities)}_manifest.json"
-
-
-# ----------------------------------------------------------------------------- atomic I/O
-
-
-def _temp_path(path: Path) -> Path:
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    return path.with_name(f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{suffix}")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
-
-    The temporary name starts with a dot and carries the writer's process id, so
-    :func:`remove_stale_temporaries` can clear leftovers of a killed process. The
-    temporary keeps the extension (nibabel picks the format from it).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> Path:
-    """Write JSON (indented, sorted as given) atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def atomic_save_nifti(image, path: Path) -> Path:
-    """Save a nibabel image atomically (format from the name: ``.nii`` or ``.nii.gz``)."""
-    import nibabel as nib  # here: the rest of this module needs only the standard library
-
-    return atomic_write(path, lambda tmp: nib.save(image, str(tmp)))
-
-
-def atomic_copy(src: Path, dst: Path) -> Path:
-    """Copy ``src`` to ``dst`` atomically."""
-    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-
-
-def atomic_gzip(src: Path, dst: Path, level: int = 4) -> Path:
-    """Gzip ``src`` (e.g. a ``.nii``) into ``dst`` (``.nii.gz``) atomically."""
-
-    def write(tmp: Path) -> None:
-        with open(src, "rb") as fin, gzip.open(tmp, "wb", compresslevel=level) as fout:
-            shutil.copyfileobj(fin, fout, 1 << 22)
-
-    return atomic_write(dst, write)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete temporary files of dead writers under ``folder`` (after a killed run).
-
-    Temporaries of live processes (a concurrent run) are kept.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    removed = []
-    pattern = re.compile(re.escape(_TMP_TAG) + r"(\d+)-")
-    if not Path(folder).is_dir():
-        return removed
-    for path in Path(folder).rglob(f"*{_TMP_TAG}*"):
-        match = pattern.search(path.name)
-        if match and not _pid_alive(int(match.group(1))):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-@contextlib.contextmanager
-def output_lock(output_dir: Path) -> Iterator[None]:
-    """Exclusive ``fcntl`` lock on ``OUTPUT_DIR/.qsmbids.lock`` for shared files.
-
-    Concurrent processes (participant jobs writing into the same OUTPUT_DIR) wait
-    for each other. The lock is released when the process dies.
-    """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / LOCK_NAME, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- dataset files

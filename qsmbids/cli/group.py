@@ -26,7 +26,8 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
     int
         0 on success; 1 when no participant table exists or the report failed.
     """
-    from qsmbids.bids.derivatives import init_output_dir, output_lock
+    from qsmbids.atomic import output_lock
+    from qsmbids.bids.derivatives import init_output_dir
     from qsmbids.stats.tables import TableError, write_cohort_tables
 
     if stream == "stderr":
@@ -64,7 +65,7 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
 def _write_group_qc(output_dir: Path, say) -> Path | None:
     """``OUTPUT_DIR/group_qc.tsv`` from the participants' QC tables; say which runs are
     QC-flagged. None when no participant has a QC table yet."""
-    from qsmbids.bids.derivatives import output_lock
+    from qsmbids.atomic import output_lock
     from qsmbids.report.qc_tables import read_qc_tsv, write_cohort_qc_tsv
 
     found = sorted(Path(output_dir).glob("sub-*/figures/sub-*_qc.tsv"))

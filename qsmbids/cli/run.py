@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from qsmbids.atomic import remove_stale_temporaries
 from qsmbids.bids.derivatives import (
     NameContext,
     init_output_dir,
     log_path,
     manifest_path,
-    remove_stale_temporaries,
     run_state,
 )
 from qsmbids.bids.discovery import (

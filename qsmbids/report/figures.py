@@ -31,7 +31,7 @@ from scipy import ndimage
 from skimage.feature import canny
 
 from qsmbids.atlas.regions import bilateral_name
-from qsmbids.bids.derivatives import atomic_write
+from qsmbids.atomic import atomic_write
 
 #: fixed display window of susceptibility maps, ppm
 QSM_WINDOW_PPM: tuple[float, float] = (-0.15, 0.25)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
-from qsmbids.bids.derivatives import atomic_write_text
+from qsmbids.atomic import atomic_write_text
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
 from qsmbids.report.participant import THUMBNAIL_DESC

@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from qsmbids.atlas.regions import DEFAULT_REGION_LABELS, bilateral_name
-from qsmbids.bids.derivatives import atomic_write_text
+from qsmbids.atomic import atomic_write_text
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
 from qsmbids.report.qc_metrics import (

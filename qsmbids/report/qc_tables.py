@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from qsmbids.bids.derivatives import atomic_write_text
+from qsmbids.atomic import atomic_write_text
 from qsmbids.report.qc_metrics import QCWarning, RunQC, critical_flags, format_qc_value
 
 #: columns of a QC table, in order: identifiers, metrics, warnings

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from qsmbids.bids.derivatives import atomic_write_text
+from qsmbids.atomic import atomic_write_text
 from qsmbids.stats.regional import STAT_COLUMNS
 
 #: measure name -> units of the map values
