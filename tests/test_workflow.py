@@ -122,9 +122,9 @@ def test_workflow_matches_direct_calls_of_the_recon_functions(processed, cohort)
     from qsmbids.interfaces.io import geometry
     from qsmbids.recon.field_estimation import estimate_field
     from qsmbids.recon.masking import brain_mask
+    from qsmbids.recon.methods import background_method
     from qsmbids.recon.phase_scaling import scale_phase_to_radians
     from qsmbids.recon.reliability import trim_unreliable
-    from qsmbids.workflows.methods import background_method
 
     out, _ = processed
     stem = cohort / "sub-01/ses-1/anat/sub-01_ses-1_run-2"

@@ -334,7 +334,7 @@ class RemoveBackground(MeasuredInterface):
     output_spec = BackgroundOutputSpec
 
     def _compute(self, runtime):
-        from qsmbids.workflows.methods import background_method
+        from qsmbids.recon.methods import background_method
 
         field, img = load_image(self.inputs.field)
         mask = load_image(self.inputs.mask, bool)[0]
@@ -392,7 +392,7 @@ class DipoleInversion(MeasuredInterface):
     output_spec = InversionOutputSpec
 
     def _compute(self, runtime):
-        from qsmbids.workflows.methods import inversion_method
+        from qsmbids.recon.methods import inversion_method
 
         field, img = load_image(self.inputs.local_field)
         mask = load_image(self.inputs.mask, bool)[0]
@@ -449,7 +449,7 @@ class ReferenceSusceptibility(MeasuredInterface):
     output_spec = ReferenceOutputSpec
 
     def _compute(self, runtime):
-        from qsmbids.workflows.methods import reference_susceptibility
+        from qsmbids.recon.methods import reference_susceptibility
 
         chi, img = load_image(self.inputs.chi)
         mask = load_image(self.inputs.mask, bool)[0]

@@ -18,7 +18,7 @@ from nipype.interfaces.base import (
 )
 
 from qsmbids.interfaces.io import MeasuredInterface, write_provenance
-from qsmbids.workflows.settings import REGISTRATION
+from qsmbids.registration.schedules import PRESETS as REGISTRATION
 
 
 def _out(name: str) -> str:
@@ -246,7 +246,7 @@ class RegionalStats(MeasuredInterface):
     output_spec = RegionalStatsOutputSpec
 
     def _compute(self, runtime):
-        from qsmbids.workflows.stats_adapter import regional_table
+        from qsmbids.stats.run_table import regional_table
 
         chi = np.asarray(nib.load(self.inputs.chi).dataobj, np.float32)
         labels = np.asarray(nib.load(self.inputs.dseg).dataobj).astype(np.int32)

@@ -1,4 +1,5 @@
-"""Adapter from the regional-statistics node to :mod:`qsmbids.stats.regional` (issue 6)."""
+"""A run's regional-statistics table from its map, labels and atlas folder (the node of
+:class:`qsmbids.interfaces.registration.RegionalStats` calls it)."""
 
 from __future__ import annotations
 

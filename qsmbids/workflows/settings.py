@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from qsmbids.recon.units import FIELD_MAP_UNITS, PHASE_UNITS
+from qsmbids.registration.schedules import PRESETS as REGISTRATION
 
 #: method names offered on the command line, per step (first = default)
 UNWRAPPING = ("romeo", "laplacian")
 BG_REMOVAL = ("pdf", "vsharp", "resharp", "lbv")
 INVERSION = ("tv", "tkd", "tikhonov", "rts")
 REFERENCE = ("wholebrain", "csf", "none")
-#: atlas registration presets (qsmbids.registration.SCHEDULES)
-REGISTRATION = ("fast", "accurate")
 #: contrasts the atlas registration uses (first = default): the anatomy (T1w, else the
 #: GRE magnitude), then a refinement of the deep grey matter on the susceptibility map;
 #: or the anatomy alone
