@@ -88,7 +88,7 @@ def test_cli_fetch_failure_exit_code(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     monkeypatch.setattr(fetch_mod, "fetch_sources",
-                        lambda d, mirror=None, opener=None: fetch_mod.download(
+                        lambda d, mirror=None, opener=None, progress=None: fetch_mod.download(
                             DEFAULT_SOURCES[0], d, opener=offline))
     code = main(["atlas", "fetch", "--cache-dir", str(tmp_path)])
     assert code == 69
@@ -107,3 +107,61 @@ def test_fetch_and_build_for_real_from_mirror(tmp_path):
                                                    n_threads=2)
     assert atlas.root == (tmp_path / "atlas").resolve()
     assert main(["atlas", "check", str(atlas.root)]) == 0
+
+
+@needs_shared
+def test_first_run_fetches_the_default_atlas_once_and_says_so(tmp_path, monkeypatch):
+    """Two runs starting together (threads here, array jobs on a cluster): one fetches
+    and builds under the cache lock, the other waits and finds the atlas."""
+    import threading
+    import time
+
+    from qsmbids.atlas.fetch import install_default_atlas
+
+    builds = []
+
+    def fake_build(atlas_dir, source_dir, **kwargs):
+        builds.append(Path(atlas_dir))
+        time.sleep(0.3)
+        Path(atlas_dir).mkdir(parents=True, exist_ok=True)
+        (Path(atlas_dir) / "atlas.json").write_text("{}")
+        return None, None
+
+    monkeypatch.setattr("qsmbids.atlas.build_default.build_default_atlas", fake_build)
+    mirror = {s.url: SHARED / s.file for s in DEFAULT_SOURCES}
+    lines: list[str] = []
+    results = []
+
+    def first_run():
+        results.append(install_default_atlas(lines.append, cache_dir=tmp_path,
+                                             opener=lambda url: open(mirror[url], "rb")))
+
+    threads = [threading.Thread(target=first_run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [tmp_path / "atlas"] * 2 and builds == [tmp_path / "atlas"]
+    assert any("not installed: fetching it into" in line for line in lines)
+    assert sum("checksum verified" in line for line in lines) == len(DEFAULT_SOURCES)
+    assert any("building the default atlas" in line for line in lines)
+
+
+def test_first_run_without_network_says_how_to_install_offline(tmp_path, monkeypatch):
+    from qsmbids.cli.run import SetupError, resolve_atlas
+    from qsmbids.workflows.settings import Settings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("QSMBIDS_ATLAS_DIR", raising=False)
+    settings = Settings(bids_dir=tmp_path, output_dir=tmp_path / "o", work_dir=tmp_path / "w")
+
+    def offline(say, **kwargs):
+        raise FetchError("could not download tpl-MNI152NLin2009cAsym_T1w.nii.gz: timed out")
+
+    with pytest.raises(SetupError, match=r"could not be fetched \(could not download .*"
+                                         r"qsmbids atlas fetch --mirror file:///DIR"):
+        resolve_atlas(settings, install=offline)
+    # an atlas that is installed is used without any fetch
+    (tmp_path / "cache" / "qsmbids" / "atlas").mkdir(parents=True)
+    (tmp_path / "cache" / "qsmbids" / "atlas" / "atlas.json").write_text("{}")
+    assert resolve_atlas(settings, install=offline) == tmp_path / "cache" / "qsmbids" / "atlas"

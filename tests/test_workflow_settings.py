@@ -184,7 +184,7 @@ def test_mask_and_atlas_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("QSMBIDS_ATLAS_DIR", raising=False)
     with pytest.raises(SetupError, match="qsmbids atlas fetch"):
-        resolve_atlas(_settings(tmp_path))
+        resolve_atlas(_settings(tmp_path, atlas="other"))
     assert resolve_atlas(_settings(tmp_path, atlas="none")) is None
     with pytest.raises(SetupError, match=r"no atlas\.json"):
         resolve_atlas(_settings(tmp_path, atlas_dir=tmp_path / "empty"))

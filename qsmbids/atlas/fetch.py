@@ -142,9 +142,11 @@ def download(source: Source, dest_dir: str | os.PathLike, *,
 
 
 def fetch_sources(dest_dir: str | os.PathLike, *, sources: tuple[Source, ...] = DEFAULT_SOURCES,
-                  mirror: str | None = None, opener: Opener = urllib.request.urlopen
-                  ) -> dict[str, Path]:
+                  mirror: str | None = None, opener: Opener = urllib.request.urlopen,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Download and verify all originals; ``mirror`` (URL prefix) replaces the origins.
+
+    ``progress`` (optional) receives one line per file.
 
     Returns
     -------
@@ -152,15 +154,20 @@ def fetch_sources(dest_dir: str | os.PathLike, *, sources: tuple[Source, ...] = 
         File name -> verified path.
     """
     out = {}
-    for src in sources:
+    for index, src in enumerate(sources, start=1):
         url = f"{mirror.rstrip('/')}/{src.file}" if mirror else None
         out[src.file] = download(src, dest_dir, opener=opener, url=url)
+        if progress is not None:
+            size = out[src.file].stat().st_size / 1e6
+            progress(f"atlas file {index}/{len(sources)}: {src.file} ({size:.1f} MB, "
+                     "checksum verified)")
     return out
 
 
 def fetch_default_atlas(cache_dir: str | os.PathLike | None = None, *,
                         atlas_dir: str | os.PathLike | None = None, mirror: str | None = None,
-                        n_threads: int = 1, opener: Opener = urllib.request.urlopen
+                        n_threads: int = 1, opener: Opener = urllib.request.urlopen,
+                        progress: Callable[[str], None] | None = None
                         ) -> tuple[Atlas, Path]:
     """Fetch the originals into ``<cache>/sources`` and build the default atlas.
 
@@ -176,6 +183,8 @@ def fetch_default_atlas(cache_dir: str | os.PathLike | None = None, *,
         ITK threads for the build.
     opener
         URL opener (tests).
+    progress
+        Receives one line per file fetched and one when the build starts.
 
     Returns
     -------
@@ -185,9 +194,63 @@ def fetch_default_atlas(cache_dir: str | os.PathLike | None = None, *,
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     sources = cache / "sources"
-    fetch_sources(sources, mirror=mirror, opener=opener)
+    fetch_sources(sources, mirror=mirror, opener=opener, progress=progress)
     if atlas_dir is None:
         env = os.environ.get("QSMBIDS_ATLAS_DIR")
         atlas_dir = Path(env) if env and cache_dir is None else cache / "atlas"
+    if progress is not None:
+        progress(f"building the default atlas in {atlas_dir} (a few minutes, once)")
     atlas, _ = build_default_atlas(atlas_dir, sources, n_threads=n_threads)
     return atlas, sources
+
+
+#: seconds a first-run download may wait for the network before giving up
+FIRST_RUN_TIMEOUT_S = 30.0
+
+
+def _first_run_opener(url: str):
+    return urllib.request.urlopen(url, timeout=FIRST_RUN_TIMEOUT_S)
+
+
+def install_default_atlas(progress: Callable[[str], None], *,
+                          cache_dir: str | os.PathLike | None = None,
+                          opener: Opener = _first_run_opener, n_threads: int = 1) -> Path:
+    """The default atlas for a first participant run: fetched and built into
+    ``<cache>/atlas`` when it is not there yet.
+
+    Concurrent callers (array jobs starting together) wait for the one that fetches,
+    under the cache folder's lock, and then find the atlas built. The same cache as
+    ``qsmbids atlas fetch``; the same checksums.
+
+    Parameters
+    ----------
+    progress
+        Receives the lines to show (what is fetched, the build).
+    cache_dir
+        Cache root (default :func:`default_cache_dir`).
+    opener
+        URL opener (default: ``urllib`` with :data:`FIRST_RUN_TIMEOUT_S`).
+    n_threads
+        ITK threads for the build.
+
+    Returns
+    -------
+    Path
+        The atlas folder.
+
+    Raises
+    ------
+    FetchError
+        Without network (or a checksum mismatch); nothing half-made is left.
+    """
+    from qsmbids.atomic import output_lock
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache / "atlas"
+    with output_lock(cache):
+        if not (target / "atlas.json").is_file():
+            progress(f"the default atlas is not installed: fetching it into {target} "
+                     "(once; the same cache as 'qsmbids atlas fetch')")
+            fetch_default_atlas(cache, atlas_dir=target, opener=opener, progress=progress,
+                                n_threads=n_threads)
+    return target

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -60,13 +61,19 @@ class SetupError(Exception):
 # ----------------------------------------------------------------------------- resolution
 
 
-def resolve_atlas(settings: Settings) -> Path | None:
+def resolve_atlas(settings: Settings, say: Callable[[str], None] = LOGGER.info,
+                  install: Callable[..., Path] | None = None) -> Path | None:
     """The atlas folder to use, or None for ``--atlas none``.
+
+    The default atlas, when it is installed nowhere qsmbids looks, is fetched and built
+    on this first use (``install``, default
+    :func:`qsmbids.atlas.fetch.install_default_atlas`; ``say`` shows its progress).
 
     Raises
     ------
     SetupError
-        When the default atlas is not installed and no ``--atlas-dir`` is given.
+        When no ``--atlas-dir`` is given and the default atlas is neither installed nor
+        fetchable (no network), saying how to install it offline.
     """
     if settings.atlas_dir is not None:
         folder = Path(settings.atlas_dir)
@@ -78,9 +85,18 @@ def resolve_atlas(settings: Settings) -> Path | None:
     for folder in _default_atlas_candidates(settings.atlas):
         if (folder / "atlas.json").is_file():
             return folder
-    raise SetupError(
-        f"atlas '{settings.atlas}' is not installed: run 'qsmbids atlas fetch', or pass "
-        "--atlas-dir DIR, or --atlas none to skip registration and regional tables")
+    offline = ("on a machine with network run 'qsmbids atlas fetch' (or 'qsmbids atlas "
+               "fetch --mirror file:///DIR' with the originals copied there), or pass "
+               "--atlas-dir DIR, or --atlas none to skip registration and regional tables")
+    if settings.atlas != "default":
+        raise SetupError(f"atlas '{settings.atlas}' is not installed: {offline}")
+    from qsmbids.atlas.fetch import FetchError, install_default_atlas
+
+    try:
+        return (install or install_default_atlas)(say, n_threads=settings.omp_nthreads)
+    except (FetchError, OSError) as exc:
+        raise SetupError(f"atlas 'default' is not installed and could not be fetched "
+                         f"({exc}): {offline}") from None
 
 
 def _default_atlas_candidates(name: str) -> list[Path]:
@@ -280,7 +296,7 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
     if stream == "stderr":
         stream = sys.stderr
     say = (lambda text: stream.write(text + "\n")) if stream is not None else (lambda t: None)
-    atlas_dir = resolve_atlas(settings)
+    atlas_dir = resolve_atlas(settings, say)
     context = NameContext(ref=settings.reference, **_atlas_labels(atlas_dir))
     init_output_dir(settings.output_dir, settings.bids_dir,
                     citation=methods_boilerplate(settings, atlas_dir))
