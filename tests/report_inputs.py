@@ -84,5 +84,5 @@ def synthetic_run(out_dir: Path, participant: str, *, age: float = 40.0,
         qsm=save("Chimap", qsm), r2star=save("R2starmap", head.r2star * brain),
         dseg=save("dseg", dseg, np.int16), template=save("template", template),
         regional_tsv=tsv, echo_fit_residual=save("residual", residual),
-        registration_similarity=0.5, registration_metric="MI", unwrap_corrections=12,
+        registration_similarity=0.5, registration_metric="MI", unwrap_residual_wraps=12,
     )

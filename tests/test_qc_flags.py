@@ -359,3 +359,94 @@ def test_real_7t_crop_gives_a_real_map_and_the_old_reading_is_flagged(tmp_path):
     assert flags["auto"][0] == {"mask_edge", "phase_units_guessed"}
     assert 0.01 < flags["auto"][1] < 0.08  # in-vivo spread (measured 0.022 ppm)
     assert "chi_flat" in flags["rad"][0] and flags["rad"][1] < 0.001
+
+
+# ------------------------------------------------ checks fed by the workflow's nodes
+
+
+@pytest.fixture(scope="module")
+def tripped_runs(tmp_path_factory):
+    """Four phantom heads at 3 mm through the pipeline (phantom atlas, ROMEO): a clean
+    one; one at SNR 1.5 (the phase no longer follows the echo times: echo-fit
+    residual); one whose field winds once around a line through the brain, as a failed
+    coil combination leaves it (no unwrapping can remove it: a 2 pi step is left); one
+    given a box as its ``--mask`` (the template's brain covers little of it)."""
+    import contextlib
+    import io
+
+    import nibabel as nib
+
+    from qsmbids.cli.main import main
+    from qsmbids.sim.bids_writer import SimulationSettings, simulate_dataset
+    from qsmbids.sim.template import write_phantom_atlas
+
+    root = tmp_path_factory.mktemp("tripped")
+    atlas = write_phantom_atlas(root / "atlas", 3.0)
+    bids = root / "bids"
+    simulate_dataset(bids, SimulationSettings(n_subjects=4, voxel_size_mm=3.0,
+                                              echo_times_s=(0.004, 0.010, 0.016),
+                                              groundtruth=False))
+    rng = np.random.default_rng(0)
+
+    def rewrite(subject: str, change) -> None:
+        """Apply ``change(complex signal (x, y, z, echo), echo times)`` to a run."""
+        anat = bids / subject / "anat"
+        mags = sorted(anat.glob("*_part-mag_MEGRE.nii.gz"))
+        phases = sorted(anat.glob("*_part-phase_MEGRE.nii.gz"))
+        images = [nib.load(p) for p in mags + phases]
+        n = len(mags)
+        signal = np.stack([np.asarray(images[k].dataobj, np.float32)
+                           * np.exp(1j * np.asarray(images[n + k].dataobj, np.float32))
+                           for k in range(n)], axis=-1)
+        signal = change(signal)
+        for k in range(n):
+            for image, path, data in ((images[k], mags[k], np.abs(signal[..., k])),
+                                      (images[n + k], phases[k], np.angle(signal[..., k]))):
+                nib.save(nib.Nifti1Image(data.astype(np.float32), image.affine,
+                                         image.header), path)
+
+    def noisy(signal):
+        sigma = np.percentile(np.abs(signal[..., 0]), 90) / 1.5  # the head's, not the air's
+        noise = rng.normal(0, sigma, signal.shape) + 1j * rng.normal(0, sigma, signal.shape)
+        return signal + noise
+
+    def vortex(signal):
+        nx, ny = signal.shape[:2]
+        x, y = np.meshgrid(np.arange(nx) - nx / 2 + 0.5, np.arange(ny) - ny / 2 + 0.5,
+                           indexing="ij")
+        echo = np.arange(1, signal.shape[3] + 1)
+        return signal * np.exp(1j * np.arctan2(y, x)[..., None, None] * echo)
+
+    rewrite("sub-02", noisy)
+    rewrite("sub-03", vortex)
+    first = nib.load(sorted((bids / "sub-04" / "anat").glob("*_MEGRE.nii.gz"))[0])
+    box = np.zeros(first.shape[:3], np.uint8)
+    box[2:-2, 2:-2, 2:-2] = 1
+    nib.save(nib.Nifti1Image(box, first.affine), root / "box_mask.nii.gz")
+    common = ["--atlas-dir", str(atlas.root), "--preset", "fast", "--unwrapping", "romeo",
+              "--nprocs", "2", "-w", str(root / "work"), "--no-progress"]
+    with contextlib.redirect_stderr(io.StringIO()):
+        main([str(bids), str(root / "out"), "participant", "--participant-label", "01",
+              "02", "03", *common])
+        main([str(bids), str(root / "out"), "participant", "--participant-label", "04",
+              "--mask", str(root / "box_mask.nii.gz"), *common])
+    main([str(bids), str(root / "out"), "group"])
+    return {row["run_id"]: row for row in read_qc_tsv(root / "out" / "group_qc.tsv")}
+
+
+def test_checks_fed_by_the_nodes_fire_on_runs_built_to_trip_them(tripped_runs):
+    runs = {name: tripped_runs[f"sub-0{k}"]
+            for k, name in enumerate(("clean", "noisy", "vortex", "boxed"), start=1)}
+    print({k: {c: r[c] for c in ("echo_fit_residual_median", "unwrap_residual_wraps",
+                                 "unwrap_residual_wrap_fraction", "template_dice",
+                                 "template_nmi", "warnings")}
+           for k, r in runs.items()})
+    for row in runs.values():  # the values reach group_qc.tsv on every run
+        for column in ("echo_fit_residual_median", "unwrap_residual_wraps", "template_dice"):
+            assert row[column] not in ("", "n/a"), column
+    flags = {name: set(row["qc_flags"].split(",")) for name, row in runs.items()}
+    checks = {"echo_fit", "unwrapping", "registration"}
+    assert not checks & flags["clean"]
+    assert "echo_fit" in flags["noisy"]
+    assert "unwrapping" in flags["vortex"]
+    assert "registration" in flags["boxed"]

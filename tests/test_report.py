@@ -99,12 +99,12 @@ def test_extreme_values_and_pipeline_counts_warn():
     mask = _ball()
     chi = np.where(mask, 0.02 + np.random.default_rng(0).normal(0, 0.03, mask.shape), 0.0)
     chi = np.clip(chi, -0.25, 0.45)
-    quiet = compute_run_qc(mask, (5.0, 5.0, 5.0), qsm=chi, unwrap_corrections=10)
+    quiet = compute_run_qc(mask, (5.0, 5.0, 5.0), qsm=chi, unwrap_residual_wraps=10)
     assert quiet.fraction_chi_outside_range == 0.0
     assert qc_warnings(quiet) == []
     streaks = mask & (np.indices(mask.shape)[2] < 9)  # streaking-like extreme voxels
     chi[streaks] = 1.5
-    loud = compute_run_qc(mask, (5.0, 5.0, 5.0), qsm=chi, unwrap_corrections=4000,
+    loud = compute_run_qc(mask, (5.0, 5.0, 5.0), qsm=chi, unwrap_residual_wraps=4000,
                           echo_fit_residual=np.where(mask, 0.6, 0.0))
     assert loud.fraction_chi_outside_range == pytest.approx(streaks.sum() / mask.sum())
     codes = {w.code for w in qc_warnings(loud)}
@@ -339,11 +339,11 @@ def test_run_inputs_from_pipeline_outputs(cohort, tmp_path):
                "localfield": run.local_field, "chi": run.qsm, "r2star": run.r2star,
                "dseg": run.dseg, "regions": run.regional_tsv, "xfm_affine": "ignored.mat"}
     inputs = RunReportInputs.from_outputs("sub-01", "sub-01_run-1", outputs,
-                                          template=run.template, unwrap_corrections=3)
+                                          template=run.template, unwrap_residual_wraps=3)
     assert (inputs.field, inputs.field_units, inputs.local_field_units) == (field, "Hz", "ppm")
     assert (inputs.qsm, inputs.regional_tsv, inputs.template) == (run.qsm, run.regional_tsv,
                                                                    run.template)
-    assert inputs.unwrap_corrections == 3 and inputs.echo_fit_residual is None
+    assert inputs.unwrap_residual_wraps == 3 and inputs.echo_fit_residual is None
 
 
 def test_report_with_few_inputs_says_what_is_missing(cohort, tmp_path):

@@ -14,7 +14,7 @@ from field_sim import (
 )
 
 from qsmbids.recon.echo_fit import remove_phase_offset
-from qsmbids.recon.unwrap import UnwrapSettings, unwrap_echoes
+from qsmbids.recon.unwrap import UnwrapSettings, residual_wraps, unwrap_echoes
 from qsmbids.recon.unwrap_laplacian import discrete_laplacian, unwrap_laplacian
 from qsmbids.recon.unwrap_region_growing import (
     QualityInputs,
@@ -123,3 +123,35 @@ def test_settings_are_validated():
     with pytest.raises(ValueError, match="echo times"):
         unwrap_echoes(np.zeros((4, 4, 4, 2)), None, (0.01,), np.ones((4, 4, 4), bool),
                       (1, 1, 1))
+
+
+def test_residual_wraps_count_the_2pi_steps_left_in_the_mask():
+    x = np.indices((20, 16, 12))[0].astype(np.float32)
+    smooth = 0.3 * x  # 0.3 rad per voxel: no wrap
+    mask = np.ones(smooth.shape, bool)
+    assert residual_wraps(smooth, mask) == 0
+    stepped = smooth + np.where(x >= 10, 2 * np.pi, 0.0)  # a plane of 16 x 12 pairs
+    assert residual_wraps(stepped, mask) == 16 * 12
+    mask[10:] = False  # pairs with a voxel outside the mask do not count
+    assert residual_wraps(stepped, mask) == 0
+
+
+def test_a_phase_singularity_leaves_a_wrap_the_unwrapping_cannot_remove():
+    """A field that winds once around a line (as a failed coil combination leaves
+    it) has no unwrapped form: ROMEO's region growing leaves a 2 pi step on a half plane
+    from the line, which residual_wraps counts; a smooth field leaves none."""
+    shape = (24, 24, 8)
+    x, y = np.meshgrid(np.arange(24) - 11.5, np.arange(24) - 11.5, indexing="ij")
+    winding = np.repeat(np.arctan2(y, x)[..., None], shape[2], axis=2)
+    mask = np.ones(shape, bool)
+    magnitude = np.ones((*shape, 1), np.float32)
+    smooth = (0.2 * x[..., None] * np.ones(shape)).astype(np.float32)
+    for phase, expected_min in ((smooth, None), (winding + smooth, 11 * shape[2])):
+        wrapped = np.angle(np.exp(1j * phase))[..., None].astype(np.float32)
+        unwrapped = unwrap_echoes(wrapped, magnitude, [0.005], mask, (1.0,) * 3,
+                                  UnwrapSettings(method="region-growing"))
+        wraps = residual_wraps(unwrapped[..., 0], mask)
+        if expected_min is None:
+            assert wraps == 0
+        else:  # at least a half plane from the axis to the edge, every slice
+            assert wraps >= expected_min

@@ -67,6 +67,10 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
             skipped = step.get("Parameters", {}).get("SusceptibilityRefinement")
             if step.get("Step") == "registration" and skipped:
                 extra["registration_note"] = f"Susceptibility refinement {skipped}."
+            if step.get("Step") == "registration" and "TemplateDice" in info:
+                nmi = info.get("TemplateNMI")
+                extra["template_overlap"] = (float(info["TemplateDice"]),
+                                             None if nmi is None else float(nmi))
             if step.get("Step") == "susceptibility refinement" and "CorrelationAfter" in info:
                 extra["refinement_correlation"] = (float(info["CorrelationBefore"]),
                                                    float(info["CorrelationAfter"]))
@@ -91,18 +95,27 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
 
 
 def _phase_scaling(sidecar: Path) -> dict:
-    """``phase_units_*`` report fields from the phase-scaling step in a Chimap sidecar."""
+    """Report fields from the steps recorded in a Chimap sidecar: ``phase_units_*`` of
+    the phase scaling, the unwrapping's residual wraps and the echo-fit residual of the
+    field estimation."""
     try:
         steps = json.loads(sidecar.read_text()).get("ProcessingSteps", [])
     except (OSError, ValueError, AttributeError):
         return {}
+    found = {}
     for step in steps:
+        info = step.get("Info", {})
         if step.get("Step") == "phase scaling":
-            info = step.get("Info", {})
-            return {"phase_units_rule": step.get("Algorithm"),
-                    "phase_units_guessed": info.get("PhaseUnitsGuessed"),
-                    "phase_units_warning": info.get("PhaseUnitsWarning")}
-    return {}
+            found.update(phase_units_rule=step.get("Algorithm"),
+                         phase_units_guessed=info.get("PhaseUnitsGuessed"),
+                         phase_units_warning=info.get("PhaseUnitsWarning"))
+        if step.get("Step") == "field estimation":
+            if "ResidualWraps" in info:
+                found["unwrap_residual_wraps"] = int(info["ResidualWraps"])
+            if "EchoFitResidualMedianRad" in info:
+                found["echo_fit_residual_stats"] = (float(info["EchoFitResidualMedianRad"]),
+                                                    float(info["EchoFitResidualP95Rad"]))
+    return found
 
 
 def record_qc_flags(settings: Settings, run: GreRun, context: NameContext, warnings,

@@ -269,8 +269,27 @@ class EstimateField(MeasuredInterface):
             {"Unwrapping": self.inputs.unwrapping,
              "MagneticFieldStrength": self.inputs.field_strength,
              "MaxNoiseRatio": ratio},
-            {"NoiseSigma": float(fitted.noise_sigma), "TrimmedVoxels": removed})
+            {"NoiseSigma": float(fitted.noise_sigma), "TrimmedVoxels": removed,
+             **_unwrapping_checks(result, trimmed, self.inputs.unwrapping,
+                                  len(self.inputs.echo_times))})
         return runtime
+
+
+def _unwrapping_checks(result, mask: np.ndarray, unwrapping: str, n_echoes: int) -> dict:
+    """What the report checks the field estimation by: the wraps the spatial unwrapping
+    left and the median and 95th percentile (rad) of the echo-fit residual in the mask.
+    Only for ``romeo``: the Laplacian unwrapping returns a smooth phase that differs from
+    the true one by a harmonic function per echo, so it leaves no wraps and its echo
+    fit's residual measures that function, not the data; one echo has no residual."""
+    if unwrapping != "romeo":
+        return {}
+    found = {"ResidualWraps": int(result.residual_wraps)}
+    values = result.field.residual_rad[mask]
+    values = values[np.isfinite(values)]
+    if n_echoes >= 2 and values.size:
+        found.update(EchoFitResidualMedianRad=float(np.median(values)),
+                     EchoFitResidualP95Rad=float(np.percentile(values, 95)))
+    return found
 
 
 # ----------------------------------------------------------------------------- R2*

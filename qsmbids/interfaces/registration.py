@@ -109,8 +109,30 @@ class RegisterAtlas(MeasuredInterface):
              "SyNStopsOneLevelEarly": bool(self.inputs.refined),
              **({"SusceptibilityRefinement": "skipped: " + self.inputs.refinement_skipped}
                 if isdefined(self.inputs.refinement_skipped) else {})},
-            {"Similarity": result.similarity, "ElapsedSeconds": result.elapsed_s})
+            {"Similarity": result.similarity, "ElapsedSeconds": result.elapsed_s,
+             **_template_overlap(atlas, self.inputs.magnitude, self.inputs.mask,
+                                 result.template_to_subject, self.inputs.num_threads)})
         return runtime
+
+
+def _template_overlap(atlas, magnitude: str, mask: str, chain, n_threads: int) -> dict:
+    """The report's registration check: Dice of the template's brain (its mask, else
+    the template > 0), warped onto the subject, with the subject's mask, and the warped
+    template's NMI with the first-echo magnitude inside the mask."""
+    from qsmbids.registration.core import apply_transforms
+    from qsmbids.stats.qc_images import dice, normalized_mutual_information
+
+    mask_img = nib.load(mask)
+    inside = np.asarray(mask_img.dataobj) > 0
+    warped = np.asarray(apply_transforms(atlas.template, mask_img, chain,
+                                         n_threads=n_threads).dataobj)
+    brain = (np.asarray(apply_transforms(atlas.template_mask, mask_img, chain,
+                                         n_threads=n_threads).dataobj) > 0.5
+             if atlas.template_mask is not None else warped > 0)
+    first = np.asarray(nib.load(magnitude).dataobj, np.float32)
+    first = first[..., 0] if first.ndim == 4 else first
+    return {"TemplateDice": dice(brain, inside),
+            "TemplateNMI": normalized_mutual_information(warped, first, inside)}
 
 
 class RefineOnSusceptibilityInputSpec(BaseInterfaceInputSpec):

@@ -20,7 +20,7 @@ from qsmbids.recon.echo_fit import (
     fit_field,
     remove_phase_offset,
 )
-from qsmbids.recon.unwrap import UnwrapSettings, unwrap_echoes
+from qsmbids.recon.unwrap import UnwrapSettings, residual_wraps, unwrap_echoes
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,15 @@ class FieldEstimate:
         Echo-independent phase offset removed (rad), (x, y, z); zeros if none.
     description
         What was done, for the sidecar.
+    residual_wraps
+        Wraps the spatial unwrapping left in the mask, in the template echo
+        (:func:`qsmbids.recon.unwrap.residual_wraps`).
     """
 
     field: FieldMap
     phase_offset_rad: np.ndarray
     description: str
+    residual_wraps: int = 0
 
 
 def estimate_field(
@@ -135,9 +139,10 @@ def estimate_field(
         offset = np.zeros(phase.shape[:3], np.float32)
     unwrapped = unwrap_echoes(phase, magnitude, echo_times_s, mask, voxel_size, settings.unwrap)
     del phase
+    wraps = residual_wraps(unwrapped[..., settings.unwrap.template_echo], mask)
     fitted = fit_field(unwrapped, magnitude, echo_times_s, field_strength_t, mask,
                        uniform_weights=settings.unwrap.method != "region-growing")
     description = settings.describe()
     if settings.offset_correction and not correct:
         description = description.replace("MCPC-3D-S", "single echo: no MCPC-3D-S")
-    return FieldEstimate(fitted, offset, description)
+    return FieldEstimate(fitted, offset, description, wraps)

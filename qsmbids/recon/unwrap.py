@@ -163,3 +163,36 @@ def unwrap_echoes(
                 unwrapped = unwrapped + np.float32(_round_to_turns(np.asarray(shift)))
         out[..., n] = np.where(mask, unwrapped, 0.0)
     return out
+
+
+def residual_wraps(unwrapped: np.ndarray, mask: np.ndarray) -> int:
+    """Wraps a spatial unwrapping left: neighbouring voxel pairs (6-connected, both in
+    the mask) whose unwrapped phase still differs by more than pi.
+
+    Give it the echo that was unwrapped in space (the template echo; the other echoes
+    follow it in time, and errors there show in the echo-fit residual instead). At
+    its short echo time a usable scan changes by well under pi between neighbours;
+    each pair counted here is a 2 pi step left inside the brain: a path of the region
+    growing that closed on itself across a phase singularity (e.g. of a failed coil
+    combination) or through noise.
+
+    Parameters
+    ----------
+    unwrapped
+        Unwrapped phase of one echo in rad, (x, y, z).
+    mask
+        bool (x, y, z).
+
+    Returns
+    -------
+    int
+    """
+    phase = np.asarray(unwrapped, np.float32)
+    mask = np.asarray(mask, bool)
+    if mask.shape != phase.shape:
+        raise ValueError(f"mask shape {mask.shape} != phase shape {phase.shape}")
+    count = 0
+    for axis in range(3):
+        both = np.logical_and(np.delete(mask, 0, axis), np.delete(mask, -1, axis))
+        count += int(np.count_nonzero((np.abs(np.diff(phase, axis=axis)) > np.pi) & both))
+    return count

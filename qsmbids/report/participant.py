@@ -104,8 +104,14 @@ class RunReportInputs:
     registration_note
         One sentence on how the nuclei were placed (refined on the map, or why the
         refinement was skipped), added to the captions of the nuclei zooms.
-    unwrap_corrections
-        Number of corrections the unwrapping step reported.
+    unwrap_residual_wraps
+        Wraps the unwrapping left (:func:`qsmbids.recon.unwrap.residual_wraps`).
+    echo_fit_residual_stats
+        (median, p95) of the echo-fit residual in the mask, rad, as the field
+        estimation reported them (instead of ``echo_fit_residual``).
+    template_overlap
+        (Dice with the mask, NMI with the magnitude) of the registered template, as the
+        registration reported them (instead of ``template``).
     references
         The atlas's reference regions (``WhiteMatter`` -> labels of ``dseg``) for the
         phase-sign check of the nuclei; empty: compared with the brain median.
@@ -136,7 +142,9 @@ class RunReportInputs:
     registration_metric: str | None = None
     refinement_correlation: tuple[float, float] | None = None
     registration_note: str | None = None
-    unwrap_corrections: int | None = None
+    unwrap_residual_wraps: int | None = None
+    echo_fit_residual_stats: tuple[float, float] | None = None
+    template_overlap: tuple[float, float | None] | None = None
     references: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
     phase_units_rule: str | None = None
     phase_units_guessed: bool | None = None
@@ -477,10 +485,12 @@ def write_participant_report(
             magnitude=images.get("magnitude"), dseg=images.get("dseg"),
             region_labels=run.regions if images.get("dseg") is not None else None,
             echo_fit_residual=images.get("echo_fit_residual"),
+            echo_fit_residual_stats=run.echo_fit_residual_stats,
+            template_overlap=run.template_overlap,
             registration_similarity=run.registration_similarity,
             registration_metric=run.registration_metric,
             refinement_correlation=run.refinement_correlation,
-            unwrap_corrections=run.unwrap_corrections, reference_labels=run.references,
+            unwrap_residual_wraps=run.unwrap_residual_wraps, reference_labels=run.references,
             phase_units_guessed=run.phase_units_guessed,
             phase_units_warning=run.phase_units_warning, thresholds=thresholds)
         found = qc_warnings(qc, thresholds) + [QCWarning("pipeline", w) for w in run.warnings]

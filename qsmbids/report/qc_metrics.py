@@ -1,6 +1,6 @@
 """Automatic QC metrics of one QSM run and their warnings (QC flags).
 
-Pure numpy (the image measures live in :mod:`qsmbids.report.qc_images`): arrays in
+Pure numpy (the image measures live in :mod:`qsmbids.stats.qc_images`): arrays in
 NIfTI voxel order (x, y, z), voxel sizes in mm, susceptibility in ppm.
 :func:`compute_run_qc` gathers the metrics of one run into a :class:`RunQC`;
 :func:`qc_warnings` turns them into plain-language warnings using the limits of
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsmbids.report.qc_images import (  # noqa: F401  (re-exported: part of this API)
+from qsmbids.stats.qc_images import (  # noqa: F401  (re-exported: part of this API)
     IRON_RICH,
     SIGN_CHECK_NUCLEI,
     _as_mask,
@@ -61,8 +61,9 @@ class QCThresholds:
     max_echo_fit_residual_rad
         Largest acceptable median residual (rad) of the phase-vs-echo-time fit in the
         mask (noise of a usable scan is a few hundredths of a radian).
-    max_unwrap_correction_fraction
-        Largest acceptable number of unwrapping corrections per mask voxel.
+    max_unwrap_residual_wrap_fraction
+        Largest acceptable number of wraps the unwrapping left per mask voxel
+        (:func:`qsmbids.recon.unwrap.residual_wraps`).
     min_nuclei_contrast_ppm
         Smallest acceptable mean susceptibility of the iron-rich nuclei (globus pallidus,
         putamen, substantia nigra, red nucleus, dentate) above the brain median: adults
@@ -87,7 +88,7 @@ class QCThresholds:
         about 0, a sign error about -0.1 to -0.2, so -0.03 sits beyond the first.
     min_chi_tail_ratio
         The map's positive tail over its negative one
-        (:func:`qsmbids.report.qc_images.chi_tail_ratio`, 3.5-22 on real and simulated
+        (:func:`qsmbids.stats.qc_images.chi_tail_ratio`, 3.5-22 on real and simulated
         heads, the inverse under a flipped phase sign) below which the phase sign is
         suspect; needs no atlas.
     min_mask_largest_fraction
@@ -107,7 +108,7 @@ class QCThresholds:
     min_template_dice: float = 0.80
     min_registration_similarity: float | None = None
     max_echo_fit_residual_rad: float = 0.3
-    max_unwrap_correction_fraction: float = 0.02
+    max_unwrap_residual_wrap_fraction: float = 0.02
     min_nuclei_contrast_ppm: float = 0.03
     min_chi_iqr_ppm: float = 0.005
     max_chi_zero_fraction: float = 0.05
@@ -149,10 +150,11 @@ class RunQC:
         Fraction of mask voxels outside the plausible range, see :class:`QCThresholds`.
     echo_fit_residual_median, echo_fit_residual_p95
         Median and 95th percentile of the echo-fit residual in the mask, rad.
-    unwrap_corrections
-        Number of unwrapping corrections reported by the unwrapping step.
-    unwrap_correction_fraction
-        ``unwrap_corrections`` per mask voxel.
+    unwrap_residual_wraps
+        Neighbouring voxel pairs whose unwrapped phase still differs by more than pi
+        (summed over echoes), reported by the field estimation.
+    unwrap_residual_wrap_fraction
+        ``unwrap_residual_wraps`` per mask voxel.
     regions_missing
         Atlas regions with no voxel inside the mask, comma-separated.
     nuclei_contrast_ppm
@@ -164,7 +166,7 @@ class RunQC:
         Fraction of mask voxels where the QSM is exactly 0 or not finite.
     chi_tail_ratio
         The map's positive over its negative tail
-        (:func:`qsmbids.report.qc_images.chi_tail_ratio`; the phase-sign check that
+        (:func:`qsmbids.stats.qc_images.chi_tail_ratio`; the phase-sign check that
         needs no atlas).
     mask_components, mask_largest_fraction
         Number of connected parts of the mask (face connectivity) and the share of the
@@ -199,8 +201,8 @@ class RunQC:
     fraction_chi_outside_range: float | None = None
     echo_fit_residual_median: float | None = None
     echo_fit_residual_p95: float | None = None
-    unwrap_corrections: int | None = None
-    unwrap_correction_fraction: float | None = None
+    unwrap_residual_wraps: int | None = None
+    unwrap_residual_wrap_fraction: float | None = None
     regions_missing: str | None = None
     nuclei_contrast_ppm: float | None = None
     chi_iqr: float | None = None
@@ -229,10 +231,12 @@ def compute_run_qc(
     dseg: np.ndarray | None = None,
     region_labels: Mapping[str, Sequence[int]] | None = None,
     echo_fit_residual: np.ndarray | None = None,
+    echo_fit_residual_stats: tuple[float, float] | None = None,
+    template_overlap: tuple[float, float | None] | None = None,
     registration_similarity: float | None = None,
     registration_metric: str | None = None,
     refinement_correlation: tuple[float, float] | None = None,
-    unwrap_corrections: int | None = None,
+    unwrap_residual_wraps: int | None = None,
     reference_labels: Mapping[str, Sequence[int]] | None = None,
     phase_units_guessed: bool | None = None,
     phase_units_warning: str | None = None,
@@ -258,12 +262,19 @@ def compute_run_qc(
         Region name -> label numbers of ``dseg`` checked for voxels in the mask.
     echo_fit_residual
         Per-voxel residual of the phase-vs-TE fit, rad, same grid.
+    echo_fit_residual_stats
+        (median, 95th percentile) of that residual in the mask, rad, as the field
+        estimation node reports them; used when ``echo_fit_residual`` is not given.
+    template_overlap
+        (Dice of the template's brain with the mask, NMI of the template with the
+        magnitude or None) as the registration node reports them; used when
+        ``template`` is not given.
     registration_similarity, registration_metric
         Similarity value and metric name reported by the registration, passed through.
     refinement_correlation
         (before, after) correlations reported by the susceptibility refinement.
-    unwrap_corrections
-        Number of corrections made by the unwrapping step.
+    unwrap_residual_wraps
+        Wraps the unwrapping left (see :class:`RunQC`).
     reference_labels
         The atlas's reference regions (``WhiteMatter`` for the phase-sign check).
     phase_units_guessed, phase_units_warning
@@ -301,6 +312,10 @@ def compute_run_qc(
             if magnitude.ndim == 4:
                 magnitude = magnitude[..., 0]
             values["template_nmi"] = normalized_mutual_information(template, magnitude, mask)
+    elif template_overlap is not None:
+        values["template_dice"] = float(template_overlap[0])
+        if template_overlap[1] is not None:
+            values["template_nmi"] = float(template_overlap[1])
     if dseg is not None and region_labels:
         dseg = _check_same_shape("the atlas labels", dseg, mask)
         inside = np.unique(dseg[mask])
@@ -319,15 +334,19 @@ def compute_run_qc(
         if res.size:
             values["echo_fit_residual_median"] = float(np.median(res))
             values["echo_fit_residual_p95"] = float(np.percentile(res, 95))
+    elif echo_fit_residual_stats is not None:
+        (values["echo_fit_residual_median"],
+         values["echo_fit_residual_p95"]) = (float(v) for v in echo_fit_residual_stats)
     if registration_similarity is not None:
         values["registration_similarity"] = float(registration_similarity)
         values["registration_metric"] = registration_metric
     if refinement_correlation is not None:
         (values["chi_refinement_r_before"],
          values["chi_refinement_r_after"]) = (float(v) for v in refinement_correlation)
-    if unwrap_corrections is not None:
-        values["unwrap_corrections"] = int(unwrap_corrections)
-        values["unwrap_correction_fraction"] = int(unwrap_corrections) / n_mask if n_mask else 0.0
+    if unwrap_residual_wraps is not None:
+        values["unwrap_residual_wraps"] = int(unwrap_residual_wraps)
+        values["unwrap_residual_wrap_fraction"] = (int(unwrap_residual_wraps) / n_mask
+                                                   if n_mask else 0.0)
     return RunQC(**values)
 
 
@@ -353,7 +372,8 @@ class QCWarning:
 CRITICAL_CODES: tuple[str, ...] = ("chi_flat", "phase_units_guessed", "phase_units_doubtful",
                                    "nuclei_inverted", "phase_sign_suspect", "mask_empty",
                                    "mask_volume",
-                                   "mask_fragmented", "mask_box", "mask_edge")
+                                   "mask_fragmented", "mask_box", "mask_edge",
+                                   "registration", "echo_fit", "unwrapping")
 
 
 def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> list[QCWarning]:
@@ -499,13 +519,13 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"The phase does not follow a straight line over the echoes (median residual "
             f"{qc.echo_fit_residual_median:.2f} rad > {t.max_echo_fit_residual_rad:g} rad): "
             "expect noise, motion or unwrapping errors in the field map."))
-    if (qc.unwrap_correction_fraction is not None
-            and qc.unwrap_correction_fraction > t.max_unwrap_correction_fraction):
+    if (qc.unwrap_residual_wrap_fraction is not None
+            and qc.unwrap_residual_wrap_fraction > t.max_unwrap_residual_wrap_fraction):
         out.append(QCWarning(
             "unwrapping",
-            f"Unwrapping corrected {qc.unwrap_corrections} voxels "
-            f"({100 * qc.unwrap_correction_fraction:.1f}% of the brain): check the field map "
-            "for wrap boundaries and jumps."))
+            f"The unwrapping left {qc.unwrap_residual_wraps} phase steps of 2 pi inside the "
+            f"brain ({qc.unwrap_residual_wrap_fraction:.3f} per voxel): check the field map "
+            "for wrap boundaries and jumps; try --unwrapping laplacian."))
     return out
 
 
