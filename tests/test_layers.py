@@ -27,6 +27,8 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
     ("interfaces/derivatives.py", "qsmbids.bids.derivatives"),
     ("workflows/base.py", "qsmbids.bids.derivatives"),
     ("workflows/base.py", "qsmbids.bids.discovery"),
+    ("workflows/common.py", "qsmbids.bids.discovery"),
+    ("workflows/field.py", "qsmbids.bids.discovery"),
 }
 
 

@@ -135,13 +135,14 @@ def test_participant_graph_has_one_branch_per_run_with_resources(tmp_path):
                                         for r in runs])
     graph = wf._create_flat_graph()
     names = {n.fullname for n in graph.nodes()}
-    for run in ("run_sub_01_run_1", "run_sub_01_run_2"):
-        for step in ("load", "mask", "field", "relaxometry", "bg_removal", "inversion",
-                     "reference", "sink"):
+    for run in ("run_sub_01_run_1", "run_sub_01_run_2"):  # each run: its sub-workflows
+        for step in ("field_wf.load", "field_wf.mask", "field_wf.field",
+                     "field_wf.relaxometry", "qsm_wf.bg_removal", "qsm_wf.inversion",
+                     "qsm_wf.reference", "sink"):
             assert f"qsmbids_wf.{run}.{step}" in names
     nodes = {n.fullname: n for n in graph.nodes()}
-    assert nodes["qsmbids_wf.run_sub_01_run_1.inversion"].n_procs == 2
-    assert nodes["qsmbids_wf.run_sub_01_run_1.field"].mem_gb > 0.1
+    assert nodes["qsmbids_wf.run_sub_01_run_1.qsm_wf.inversion"].n_procs == 2
+    assert nodes["qsmbids_wf.run_sub_01_run_1.field_wf.field"].mem_gb > 0.1
     assert nodes["qsmbids_wf.run_sub_01_run_1.sink"].overwrite is True
     assert Path(wf.base_dir) == settings.work_dir
 
