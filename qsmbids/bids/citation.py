@@ -6,37 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qsmbids import __version__
+from qsmbids.recon.registry import method
 
 if TYPE_CHECKING:
     from qsmbids.workflows.settings import Settings
 
-_UNWRAP = {
-    "romeo": "a quality-guided region-growing unwrapper in the spirit of ROMEO "
-             "(Dymerska et al., MRM 2021; doi:10.1002/mrm.28563)",
-    "laplacian": "Laplacian unwrapping (Schofield and Zhu, Opt Lett 2003; "
-                 "doi:10.1364/OL.28.001194)",
-}
-_BG = {
-    "vsharp": "V-SHARP (Wu et al., MRM 2012; doi:10.1002/mrm.23000)",
-    "pdf": "projection onto dipole fields, PDF (Liu et al., NMR Biomed 2011; "
-           "doi:10.1002/nbm.1670)",
-    "lbv": "Laplacian boundary value, LBV (Zhou et al., NMR Biomed 2014; doi:10.1002/nbm.3064)",
-    "resharp": "RESHARP (Sun and Wilman, MRM 2014; doi:10.1002/mrm.24765)",
-}
-_INV = {
-    "tv": "total-variation regularised inversion solved with ADMM (Bilgic et al., MRM 2014; "
-          "doi:10.1002/mrm.25029), with the susceptibility outside the brain mask left "
-          "unregularised so that it takes up the residual background field, as in total "
-          "field inversion (Liu et al., MRM 2017; doi:10.1002/mrm.26331)",
-    "tkd": "thresholded k-space division, TKD (Shmueli et al., MRM 2009; "
-           "doi:10.1002/mrm.22135)",
-    "tikhonov": "closed-form Tikhonov-regularised inversion (Bilgic et al., MRM 2014)",
-    "rts": "rapid two-step inversion, RTS (Kames et al., NeuroImage 2018; "
-           "doi:10.1016/j.neuroimage.2017.11.018)",
-}
-_REF = {"wholebrain": "the mean susceptibility of the whole brain mask",
-        "csf": "the mean susceptibility of cerebrospinal fluid",
-        "none": "no reference region (the mean is arbitrary)"}
+def _cite(step: str, name: str) -> str:
+    return method(step, name).citation
 
 
 def methods_boilerplate(settings: Settings, atlas_dir: Path | None = None) -> str:
@@ -50,12 +26,14 @@ def methods_boilerplate(settings: Settings, atlas_dir: Path | None = None) -> st
         "doi:10.1002/mrm.30006). Phase images were converted to radians, a brain mask "
         "was computed from the echo-combined magnitude, the echo-independent phase offset "
         "was removed (MCPC-3D-S; Eckstein et al., MRM 2018; doi:10.1002/mrm.26963), the "
-        f"phase was unwrapped with {_UNWRAP[settings.unwrapping]}, and the echoes were "
-        "combined by a magnitude-weighted least-squares fit of phase against echo time. "
-        f"The background field was removed with {_BG[settings.bg_removal]}; the dipole "
-        f"inversion used {_INV[settings.inversion]}, with the B0 direction taken from each "
-        f"image's orientation. Susceptibility is reported in ppm relative to "
-        f"{_REF[settings.reference]}. R2* and T2* maps were fitted to the magnitudes.",
+        f"phase was unwrapped with {_cite('unwrapping', settings.unwrapping)}, and the "
+        "echoes were combined by a magnitude-weighted least-squares fit of phase against "
+        f"echo time. The background field was removed with "
+        f"{_cite('bg_removal', settings.bg_removal)}; the dipole inversion used "
+        f"{_cite('inversion', settings.inversion)}, with the B0 direction taken from each "
+        "image's orientation. Susceptibility is reported in ppm relative to "
+        f"{_cite('reference', settings.reference)}. R2* and T2* maps were fitted to the "
+        "magnitudes.",
     ]
     if atlas_dir is not None:
         lines += [

@@ -28,10 +28,10 @@ from qsmbids.interfaces.io import (
     save_like,
     write_provenance,
 )
+from qsmbids.recon import registry
 from qsmbids.recon.units import hz_per_ppm
 
 #: command-line method names -> names used by qsmbids.recon
-UNWRAP_NAMES = {"romeo": "region-growing", "laplacian": "laplacian"}
 
 
 def _out(name: str) -> str:
@@ -219,7 +219,7 @@ class FieldInputSpec(_ThreadsInputSpec):
     mask = File(exists=True, mandatory=True)
     echo_times = traits.List(traits.Float, mandatory=True, desc="seconds")
     field_strength = traits.Float(mandatory=True, desc="tesla")
-    unwrapping = traits.Enum(*UNWRAP_NAMES, usedefault=True)
+    unwrapping = traits.Enum(*registry.names("unwrapping"), usedefault=True)
     max_noise_ratio = traits.Float(
         desc="trim edge voxels whose field standard error exceeds this x the median "
              "(default qsmbids.recon.reliability.DEFAULT_MAX_NOISE_RATIO)")
@@ -249,7 +249,8 @@ class EstimateField(MeasuredInterface):
         mask = load_image(self.inputs.mask, bool)[0]
         voxel, _ = geometry(img)
         settings = FieldEstimationSettings(
-            unwrap=UnwrapSettings(method=UNWRAP_NAMES[self.inputs.unwrapping]))
+            unwrap=UnwrapSettings(
+                method=registry.method("unwrapping", self.inputs.unwrapping).recon_name))
         result = estimate_field(magnitude, phase, self.inputs.echo_times,
                                 self.inputs.field_strength, mask, voxel, settings)
         del magnitude, phase

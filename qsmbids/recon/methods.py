@@ -1,4 +1,5 @@
-"""Adapters from command-line method names to the :mod:`qsmbids.recon` functions.
+"""Dispatch from command-line method names to the :mod:`qsmbids.recon` functions, through
+the registry (:mod:`qsmbids.recon.registry`).
 
 Every background method is called as ``f(field_ppm, mask, voxel_size, b0_direction,
 workers=n) -> LocalField`` and every inversion as the same with the local field,
@@ -14,20 +15,7 @@ from typing import Any
 
 import numpy as np
 
-#: CLI name -> (module, function) in qsmbids.recon.background
-_BACKGROUND = {
-    "vsharp": ("qsmbids.recon.background.vsharp", "vsharp", False),
-    "pdf": ("qsmbids.recon.background.pdf", "pdf", True),
-    "resharp": ("qsmbids.recon.background.resharp", "resharp", False),
-    "lbv": ("qsmbids.recon.background.lbv", "lbv", False),
-}
-#: CLI name -> (module, function) in qsmbids.recon.inversion
-_INVERSION = {
-    "tv": ("qsmbids.recon.inversion.tv_admm", "tv_admm"),
-    "tkd": ("qsmbids.recon.inversion.tkd", "tkd"),
-    "tikhonov": ("qsmbids.recon.inversion.tikhonov", "tikhonov"),
-    "rts": ("qsmbids.recon.inversion.rts", "rts"),
-}
+from qsmbids.recon import registry
 
 
 class MethodUnavailable(RuntimeError):
@@ -43,16 +31,20 @@ def _import(module: str, name: str, method: str) -> Callable:
             f"({module}.{name} is missing)") from None
 
 
+def _registered(step: str, name: str, what: str) -> registry.Method:
+    try:
+        return registry.method(step, name)
+    except KeyError:
+        raise MethodUnavailable(f"unknown {what} method {name!r}") from None
+
 
 def background_method(name: str) -> Callable[..., Any]:
     """``f(field, mask, voxel_size, b0_direction, *, workers)`` for a background method."""
-    if name not in _BACKGROUND:
-        raise MethodUnavailable(f"unknown background removal method {name!r}")
-    module, func, takes_b0 = _BACKGROUND[name]
-    impl = _import(module, func, name)
+    spec = _registered("bg_removal", name, "background removal")
+    impl = _import(spec.module, spec.function, name)
 
     def run(field, mask, voxel_size, b0_direction, *, workers=None):
-        if takes_b0:
+        if spec.needs_b0:
             return impl(field, mask, voxel_size, b0_direction, workers=workers)
         return impl(field, mask, voxel_size, workers=workers)
 
@@ -61,9 +53,8 @@ def background_method(name: str) -> Callable[..., Any]:
 
 def inversion_method(name: str) -> Callable[..., Any]:
     """``f(local_field, mask, voxel_size, b0_direction, *, workers)`` for an inversion."""
-    if name not in _INVERSION:
-        raise MethodUnavailable(f"unknown dipole inversion method {name!r}")
-    return _import(*_INVERSION[name], name)
+    spec = _registered("inversion", name, "dipole inversion")
+    return _import(spec.module, spec.function, name)
 
 
 def reference_susceptibility(chi: np.ndarray, mask: np.ndarray, method: str,
@@ -83,7 +74,8 @@ def reference_susceptibility(chi: np.ndarray, mask: np.ndarray, method: str,
     """
     from qsmbids.recon.referencing import reference_susceptibility as recon_reference
 
-    name = {"wholebrain": "whole_brain"}.get(method, method)
+    spec = _registered("reference", method, "reference")
+    name = spec.recon_name or spec.name
     if name == "csf" and reference_mask is None:
         raise MethodUnavailable("--reference csf needs an atlas with a CSF reference region "
                                 "(use --atlas/--atlas-dir, or --reference wholebrain)")

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from qsmbids.recon.registry import names as method_names
 from qsmbids.recon.units import FIELD_MAP_UNITS, PHASE_UNITS
 from qsmbids.registration.schedules import PRESETS as REGISTRATION
 
-#: method names offered on the command line, per step (first = default)
-UNWRAPPING = ("romeo", "laplacian")
-BG_REMOVAL = ("pdf", "vsharp", "resharp", "lbv")
-INVERSION = ("tv", "tkd", "tikhonov", "rts")
-REFERENCE = ("wholebrain", "csf", "none")
+#: method names offered on the command line, per step (first = default), from the
+#: registry (qsmbids.recon.registry)
+UNWRAPPING = method_names("unwrapping")
+BG_REMOVAL = method_names("bg_removal")
+INVERSION = method_names("inversion")
+REFERENCE = method_names("reference")
 #: contrasts the atlas registration uses (first = default): the anatomy (T1w, else the
 #: GRE magnitude), then a refinement of the deep grey matter on the susceptibility map;
 #: or the anatomy alone

@@ -8,6 +8,7 @@ command-line name in :data:`INVERSION_METHODS`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -19,18 +20,17 @@ from qsmbids.recon.inversion.rts import rts
 from qsmbids.recon.inversion.tikhonov import tikhonov
 from qsmbids.recon.inversion.tkd import tkd
 from qsmbids.recon.inversion.tv_admm import tv_admm
+from qsmbids.recon.registry import METHODS
 
-#: command-line name -> function
+#: command-line name -> function, for the inversions of the registry
+#: (:mod:`qsmbids.recon.registry`, where each is named once)
 INVERSION_METHODS: dict[str, Callable[..., Susceptibility]] = {
-    "tv": tv_admm,
-    "tkd": tkd,
-    "tikhonov": tikhonov,
-    "rts": rts,
-}
+    spec.name: getattr(importlib.import_module(spec.module), spec.function)
+    for spec in METHODS if spec.step == "inversion"}
 #: default method. From the true local field of the 1 mm head phantom: TV NRMSE 19%, XSIM
 #: 0.93, nuclei within 0.007 ppm; TKD 47% / 0.36 / 0.026; RTS 40% / 0.39 / 0.020;
 #: closed-form Tikhonov 52% / 0.39 / 0.034 (benchmarks/bench_background_inversion.py).
-DEFAULT_INVERSION_METHOD = "tv"
+DEFAULT_INVERSION_METHOD = next(iter(INVERSION_METHODS))  # the registry's first: "tv"
 
 
 def invert_dipole(
