@@ -14,16 +14,10 @@ import numpy as np
 import pytest
 
 from qsmbids.atomic import atomic_write, atomic_write_json, output_lock, remove_stale_temporaries
-from qsmbids.bids.derivatives import (
-    OUTPUT_KINDS,
-    NameContext,
-    dataset_description,
-    derivative_name,
-    image_sidecar,
-    init_output_dir,
-    run_state,
-    write_run_outputs,
-)
+from qsmbids.derivatives.dataset import dataset_description, init_output_dir
+from qsmbids.derivatives.naming import OUTPUT_KINDS, NameContext, derivative_name
+from qsmbids.derivatives.run_outputs import run_state, write_run_outputs
+from qsmbids.derivatives.sidecars import image_sidecar
 
 RUN = {"sub": "01", "ses": "pre", "acq": "fast", "run": "2"}
 

@@ -149,8 +149,8 @@ def test_a_user_field_map_replaces_the_phase_of_a_gre_run(tmp_path, peer_head_3m
 def test_user_field_maps_are_matched_to_their_runs_and_checked(tmp_path):
     """One file for several runs, a folder without the run's map, a map without units,
     and a map on another grid are each set aside with a message naming the file."""
-    from qsmbids.bids.runs import GreRun
     from qsmbids.bids.user_field_map import find_user_field_map, with_user_field_map
+    from qsmbids.runs import GreRun
 
     shape = (12, 12, 12)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])

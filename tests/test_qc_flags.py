@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from gre_dataset import new_dataset, write_run
 
-from qsmbids.bids.derivatives import (
-    NameContext,
+from qsmbids.derivatives.naming import NameContext
+from qsmbids.derivatives.run_outputs import (
     run_state,
     sidecar_path,
     update_run_sidecar,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from gre_dataset import new_dataset, write_run
 
-from qsmbids.bids.derivatives import NameContext
 from qsmbids.bids.discovery import discover_runs
 from qsmbids.cli.bids_app import settings_from_args
 from qsmbids.cli.parser import parse_args
 from qsmbids.cli.run import _plugin_args
+from qsmbids.derivatives.naming import NameContext
 from qsmbids.sim.template import write_phantom_atlas
 from qsmbids.workflows.base import RunInputs, init_participant_wf, memory_estimates
 from qsmbids.workflows.settings import PRESETS, Settings

@@ -35,10 +35,10 @@ from typing import Any
 import nibabel as nib
 
 from qsmbids.bids.run_checks import validate_run
-from qsmbids.bids.runs import (
+from qsmbids.runs import (
     LABEL_KEYS as _LABEL_KEYS,
 )
-from qsmbids.bids.runs import (
+from qsmbids.runs import (
     RUN_ENTITIES,
     Discovery,
     GreRun,

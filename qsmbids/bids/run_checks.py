@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from qsmbids.bids.runs import GreRun
+from qsmbids.runs import GreRun
 
 
 def _read(path: Path) -> tuple[nib.Nifti1Image | None, np.ndarray | None, str | None]:

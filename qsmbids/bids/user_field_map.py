@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from qsmbids.bids.discovery import field_map_units
-from qsmbids.bids.runs import GreRun
+from qsmbids.runs import GreRun
 
 
 def sidecar_of(path: Path) -> Path:

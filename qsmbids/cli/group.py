@@ -27,7 +27,7 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
         0 on success; 1 when no participant table exists or the report failed.
     """
     from qsmbids.atomic import output_lock
-    from qsmbids.bids.derivatives import init_output_dir
+    from qsmbids.derivatives.dataset import init_output_dir
     from qsmbids.stats.tables import TableError, write_cohort_tables
 
     if stream == "stderr":

@@ -16,14 +16,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from qsmbids.bids.derivatives import (
-    NameContext,
-    derivative_name,
-    log_path,
-    run_folder,
-    update_run_sidecar,
-)
 from qsmbids.bids.discovery import GreRun
+from qsmbids.derivatives.naming import NameContext, derivative_name, log_path, run_folder
+from qsmbids.derivatives.run_outputs import update_run_sidecar
 from qsmbids.workflows.settings import Settings
 
 LOGGER = logging.getLogger("qsmbids")

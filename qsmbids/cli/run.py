@@ -26,13 +26,6 @@ from pathlib import Path
 from typing import TextIO
 
 from qsmbids.atomic import remove_stale_temporaries
-from qsmbids.bids.derivatives import (
-    NameContext,
-    init_output_dir,
-    log_path,
-    manifest_path,
-    run_state,
-)
 from qsmbids.bids.discovery import (
     GreRun,
     discover_runs,
@@ -40,6 +33,9 @@ from qsmbids.bids.discovery import (
     validate_run,
 )
 from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.derivatives.dataset import init_output_dir
+from qsmbids.derivatives.naming import NameContext, log_path, manifest_path
+from qsmbids.derivatives.run_outputs import run_state
 from qsmbids.workflows.settings import Settings
 
 LOGGER = logging.getLogger("qsmbids")

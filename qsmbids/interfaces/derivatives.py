@@ -1,4 +1,4 @@
-"""The nipype node that hands a run's results to :mod:`qsmbids.bids.derivatives`."""
+"""The nipype node that hands a run's results to :mod:`qsmbids.derivatives`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from qsmbids.bids.derivatives import (
-    NameContext,
-    image_sidecar,
-    write_run_outputs,
-)
+from qsmbids.derivatives.naming import NameContext
+from qsmbids.derivatives.run_outputs import write_run_outputs
+from qsmbids.derivatives.sidecars import image_sidecar
 from qsmbids.interfaces.io import MeasuredInterface, read_provenance
 
 #: provenance inputs, in pipeline order
@@ -83,7 +81,7 @@ class DerivativesSink(MeasuredInterface):
     output_spec = DerivativesSinkOutputSpec
 
     def _compute(self, runtime):
-        from qsmbids.bids.derivatives import manifest_path
+        from qsmbids.derivatives.naming import manifest_path
 
         run = json.loads(self.inputs.run_spec)
         provenance = {}

@@ -162,7 +162,7 @@ class RunReportInputs:
             As in the class.
         outputs
             Output kind -> file, with the kinds of
-            :data:`qsmbids.bids.derivatives.OUTPUT_KINDS` (``magnitude``, ``mask``,
+            :data:`qsmbids.derivatives.naming.OUTPUT_KINDS` (``magnitude``, ``mask``,
             ``totalfield``, ``localfield``, ``chi``, ``r2star``, ``dseg``, ``regions``);
             other kinds are ignored. Field units are read from the images' JSON
             sidecars (``Units``) when present.

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
-from qsmbids.bids.derivatives import NameContext
-from qsmbids.bids.discovery import GreRun
+from qsmbids.derivatives.naming import NameContext
 from qsmbids.interfaces.derivatives import DerivativesSink
+from qsmbids.runs import GreRun
 from qsmbids.workflows.atlas import init_atlas_registration_wf, init_regional_wf
 from qsmbids.workflows.common import (
     image_shape,

@@ -8,8 +8,8 @@ import logging
 
 import nibabel as nib
 
-from qsmbids.bids.discovery import GreRun, run_sources
 from qsmbids.interfaces.io import estimate_mem_gb
+from qsmbids.runs import GreRun, run_sources
 from qsmbids.workflows.settings import Settings
 
 _LOG = logging.getLogger(__name__)

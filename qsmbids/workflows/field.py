@@ -7,8 +7,8 @@ from pathlib import Path
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
-from qsmbids.bids.discovery import GreRun
 from qsmbids.interfaces.recon import BrainMask, EstimateField, LoadGre, Relaxometry
+from qsmbids.runs import GreRun
 from qsmbids.workflows.common import run_spec
 from qsmbids.workflows.settings import Settings
 
