@@ -65,9 +65,13 @@ class RegistrationSettings:
         mutual information. :func:`metric_for_contrasts` picks one.
     refined
         A susceptibility refinement of the deep grey matter follows
-        (:mod:`qsmbids.registration.refine`): the SyN stage stops one level before its
-        finest (for ``fast``, at 4 instead of 2 mm), which halves its cost; the
-        refinement then places the nuclei at 1 mm.
+        (:mod:`qsmbids.registration.refine`): the rigid, affine and SyN stages stop one
+        level before their finest (for ``fast``, at 4 instead of 2 mm), which halves
+        the SyN's cost; the refinement then places the nuclei at 1 mm. Stopping the
+        linear stages early too was measured on the qsm-forward MNI subjects at 1 mm
+        (benchmarks/bench_nuclei_registration.py, magnitude path): 7 s less (anatomical
+        stage 21-22 -> 15-16 s), every nucleus's Dice within 0.01 and its regional-mean
+        error within 0.001 ppm.
     """
 
     preset: str = "fast"
@@ -224,6 +228,8 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
             stages = [linear_stage(linear, f, m, *lin)]
         else:
             levels = slice(None, -1) if settings.refined else slice(None)
+            if settings.refined:  # the linear stages too (see RegistrationSettings)
+                lin = tuple(values[levels] for values in lin)
             stages = [linear_stage("Rigid", f, m, *lin), linear_stage("Affine", f, m, *lin),
                       syn_stage(settings.metric, f, m, schedule.syn_shrink[levels],
                                 schedule.syn_smooth[levels],
