@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from report_inputs import synthetic_run
 
+from qsmbids.report import cohort_figures as cf
 from qsmbids.report import figures as fg
 from qsmbids.report.group import write_group_report
 from qsmbids.report.participant import RunReportInputs, write_participant_report
@@ -270,7 +271,7 @@ def test_oldest_has_brightest_basal_ganglia(cohort):
     table = table[table["participant_id"] != "sub-05"]  # the failed registration
     for region in ("Putamen_L", "Putamen_R", "Caudate_L", "Caudate_R"):
         values = table[table["region"] == region].set_index("participant_id")["mean"]
-        fit = fg.linear_fit(np.array([cohort["ages"][s] for s in values.index]),
+        fit = cf.linear_fit(np.array([cohort["ages"][s] for s in values.index]),
                             values.to_numpy())
         assert values.idxmax() == "sub-04" and fit[0] > 0, region
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
 from qsmbids.atomic import atomic_write_text
+from qsmbids.report import cohort_figures as cf
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
 from qsmbids.report.participant import THUMBNAIL_DESC
@@ -109,7 +110,7 @@ def _region_order(present: Sequence[str], regions: Sequence[str] | None) -> list
 
 
 def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence[str],
-                  outlier_z: float) -> tuple[list[fg.CohortValues], pd.DataFrame]:
+                  outlier_z: float) -> tuple[list[cf.CohortValues], pd.DataFrame]:
     """Per-region values, robust z-scores and outlier flags.
 
     Parameters
@@ -139,7 +140,7 @@ def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence
         ages = pd.to_numeric(rows[columns.age], errors="coerce").to_numpy(np.float64)
         qc_flagged = (rows[_QC_FLAG].to_numpy(bool) if _QC_FLAG in rows.columns
                       else np.zeros(len(rows), bool))
-        entries.append(fg.CohortValues(region, values, ids, outlier, ages, qc_flagged))
+        entries.append(cf.CohortValues(region, values, ids, outlier, ages, qc_flagged))
         flagged += [{"run": ids[k], "region": region, "value": values[k],
                      "robust_z": z[k]} for k in np.flatnonzero(outlier)]
     return entries, pd.DataFrame(flagged, columns=["run", "region", "value", "robust_z"])
@@ -182,7 +183,7 @@ def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: s
         items.append((np.inf if np.isnan(age) else age, run_id, caption, path))
     items.sort(key=lambda item: item[:2])
     thumbnails = [(caption, mpimg.imread(path)) for _, _, caption, path in items]
-    uri = _png_data_uri(lambda p: fg.plot_thumbnail_montage(
+    uri = _png_data_uri(lambda p: cf.plot_thumbnail_montage(
         thumbnails, p, title="QSM through the basal ganglia, ordered by age\n(fixed window "
         f"{fg.QSM_WINDOW_PPM[0]:g} to {fg.QSM_WINDOW_PPM[1]:g} ppm)"))
     return uri, [caption for caption, _ in thumbnails]
@@ -366,7 +367,7 @@ def write_group_report(
             f"(an off-centre view hints at a failed registration). Order: {'; '.join(order)}."))
     body.append('<h2 id="distributions">Regional distributions</h2>')
     body.append(hp.figure(
-        _png_data_uri(lambda p: fg.plot_region_distributions(entries, p, ylabel=ylabel)),
+        _png_data_uri(lambda p: cf.plot_region_distributions(entries, p, ylabel=ylabel)),
         "regional distributions",
         f"Column '{columns.value}' of each run, per region: box (median, quartiles) and "
         f"points; red crosses are outliers (robust z-score |z| > {outlier_z:g}, from the "
@@ -374,7 +375,7 @@ def write_group_report(
     body.append('<h2 id="age">Against age</h2>')
     if any(np.isfinite(e.ages).any() for e in entries):
         body.append(hp.figure(
-            _png_data_uri(lambda p: fg.plot_values_vs_age(entries, p, ylabel="ppm")),
+            _png_data_uri(lambda p: cf.plot_values_vs_age(entries, p, ylabel="ppm")),
             "values against age",
             "Per region, the value of each run against the participant's age with a "
             "least-squares line (slope in ppb per year).", light=True))
