@@ -16,6 +16,12 @@ pipeline's nodes do:
   then T1w -> magnitude rigid;
 * ``T1w + chi``: the same, refined (the T1w, on the magnitude grid, as second channel).
 
+Also (``--simulator qsmbids``), subjects of the project's own simulator
+(:mod:`qsmbids.sim`: the head phantom, deformed, 10 degrees oblique, iron by age 30 or
+70), registered with the phantom atlas built at 1 mm; they have no T1w, so only the
+magnitude paths run. They share the phantom's forward model with the pipeline but not
+the atlas contrast: they show the paths on a second anatomy with known labels.
+
 Reported per bilateral nucleus: Dice of the warped labels with the true labels on the
 acquisition grid, and the error (ppm) of the mean TRUE susceptibility under the warped
 labels against that under the true labels (left and right averaged as |error|). Wall
@@ -30,6 +36,7 @@ choose the cases). Cached under ``$QSMBIDS_BENCH_DIR`` (default /tmp/qsmbids-ben
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -52,10 +59,20 @@ NUCLEI = ("Caudate", "Putamen", "GlobusPallidus", "Thalamus", "SubstantiaNigra",
 TARGET_NUCLEI = NUCLEI[:-1]
 SUBJECTS = {"young": {"seed": 11, "age_years": 30.0},
             "old": {"seed": 12, "age_years": 70.0, "angles_deg": (-8.0, 7.0, -5.0)}}
+#: subjects of qsmbids' own simulator (``--simulator qsmbids``): label -> age, years
+OUR_SUBJECTS = {"phyoung": 30.0, "phold": 70.0}
 
 
-def _atlas():
+def _atlas(name: str = "young"):
     sys.path.insert(0, str(REPO))
+    if name in OUR_SUBJECTS:
+        from qsmbids.atlas.model import load_atlas
+        from qsmbids.sim.template import write_phantom_atlas
+
+        folder = CACHE / "phantom-atlas-1mm"
+        if not (folder / "atlas.json").is_file():
+            write_phantom_atlas(folder, 1.0)
+        return load_atlas(folder)
     from qsmbids.atlas.build_default import build_default_atlas
     from qsmbids.atlas.model import load_atlas
 
@@ -71,8 +88,54 @@ def _atlas():
     return atlas
 
 
+@dataclasses.dataclass(frozen=True)
+class _OurSubject:
+    """A subject of qsmbids' simulator with the layout the paths read."""
+
+    bids_dir: Path
+    label: str
+
+    def truth(self):
+        import nibabel as nib
+        import numpy as np
+
+        folder = self.bids_dir / "derivatives" / "groundtruth" / f"sub-{self.label}" / "anat"
+        labels = nib.load(str(next(folder.glob("*_space-orig_dseg.nii*"))))
+        chi = np.asarray(nib.load(str(next(folder.glob("*_space-orig_Chimap.nii*"))))
+                         .dataobj, np.float32)
+        return np.asarray(labels.dataobj).astype(np.int32), chi, labels
+
+
+def _our_subject(name: str, voxel_mm: float):
+    """A subject of qsmbids' simulator, simulated and reconstructed (``--atlas none``)."""
+    from qsmbids.sim.bids_writer import SimulationSettings, simulate_dataset
+    from qsmbids.validation.realdata import run_participant
+
+    folder = CACHE / f"{name}-{voxel_mm:g}mm"
+    bids = folder / "bids"
+    if not (folder / "simulated.stamp").is_file():
+        simulate_dataset(bids, SimulationSettings(
+            n_subjects=1, ages=(OUR_SUBJECTS[name],), voxel_size_mm=voxel_mm,
+            oblique_deg=10.0, seed=list(OUR_SUBJECTS).index(name) + 21, compress=False))
+        # the simulator names its subject 01: give it the case's name
+        for path in sorted(bids.rglob("*sub-01*"), key=lambda p: -len(p.parts)):
+            path.rename(path.with_name(path.name.replace("sub-01", f"sub-{name}")))
+        participants = bids / "participants.tsv"
+        participants.write_text(participants.read_text().replace("sub-01", f"sub-{name}"))
+        (folder / "simulated.stamp").write_text("1")
+    out = folder / "out"
+    if not list(out.rglob("*_desc-wholebrain_Chimap.nii.gz")):
+        run = run_participant(bids, out, folder / "work", ["--atlas", "none"],
+                              threads=THREADS)
+        if run.returncode != 0:
+            raise RuntimeError(run.log[-2000:])
+    return folder, _OurSubject(bids, name)
+
+
 def _subject(name: str, voxel_mm: float):
     """Simulated and reconstructed subject: (folder, truth labels, truth chi, grid)."""
+    if name in OUR_SUBJECTS:
+        return _our_subject(name, voxel_mm)
     from qsmbids.validation.atlas_subjects import (
         AtlasSubjectSpec,
         make_atlas_subject,
@@ -114,13 +177,13 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
     )
     from qsmbids.registration.refine import AnatomyChannel, refine_on_susceptibility
 
-    atlas = _atlas()
+    atlas = _atlas(name)
     folder, simulated = _subject(name, voxel_mm)
     truth_labels, truth_chi, grid = simulated.truth()
     chi = next((folder / "out").rglob("*_desc-wholebrain_Chimap.nii.gz"))
     mask = next((folder / "out").rglob("*_desc-brain_mask.nii.gz"))
     anat = simulated.bids_dir / f"sub-{name}" / "anat"
-    echoes = sorted(anat.glob("*_part-mag_MEGRE.nii"))
+    echoes = sorted(anat.glob("*echo-*_part-mag_MEGRE.nii"))
     first = nib.load(str(echoes[0]))
     magnitude = nib.Nifti1Image(np.stack([np.asarray(nib.load(str(p)).dataobj, np.float32)
                                           for p in echoes], axis=-1), first.affine)
@@ -171,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     quick = "--quick" in argv
     voxels = [float(argv[i + 1]) for i, a in enumerate(argv[:-1]) if a == "--voxel"]
     subjects = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--subject"]
+    if not subjects and "--simulator" in argv and argv[argv.index("--simulator") + 1] == "qsmbids":
+        subjects = list(OUR_SUBJECTS)
     cases = [(n, v) for v in (voxels or ((2.0,) if quick else (1.0, 2.0)))
              for n in (subjects or (("young",) if quick else tuple(SUBJECTS)))]
     rows = []
@@ -181,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name} {voxel:g} mm: preparation failed: "
                   f"{prepared.stderr.strip().splitlines()[-3:]}", flush=True)
             continue
-        chosen = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--path"] or PATHS
+        chosen = ([argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--path"]
+                  or (PATHS[:2] if name in OUR_SUBJECTS else PATHS))  # ours: no T1w
         for path in chosen:
             proc = subprocess.run([sys.executable, __file__, "--case", name, str(voxel), path],
                                   capture_output=True, text=True, check=False, cwd=REPO,
