@@ -51,3 +51,25 @@ def test_the_cli_settings_and_citation_follow_the_registry(tmp_path):
     for preset in PRESETS.values():
         for step in ("unwrapping", "bg_removal", "inversion"):
             assert preset[step] in registry.names(step)
+
+
+def test_the_nodes_accept_exactly_the_registered_methods():
+    from nipype.interfaces.base import traits
+
+    from qsmbids.interfaces.recon import (
+        DipoleInversion,
+        EstimateField,
+        ReferenceSusceptibility,
+        RemoveBackground,
+    )
+
+    for interface, trait, step in ((EstimateField, "unwrapping", "unwrapping"),
+                                   (RemoveBackground, "method", "bg_removal"),
+                                   (DipoleInversion, "method", "inversion"),
+                                   (ReferenceSusceptibility, "method", "reference")):
+        node = interface()
+        assert getattr(node.inputs, trait) == registry.names(step)[0]  # the default
+        for name in registry.names(step):
+            setattr(node.inputs, trait, name)
+        with pytest.raises(traits.TraitError):
+            setattr(node.inputs, trait, "not-a-method")

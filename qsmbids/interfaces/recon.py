@@ -334,7 +334,7 @@ class Relaxometry(MeasuredInterface):
 class BackgroundInputSpec(_ThreadsInputSpec):
     field = File(exists=True, mandatory=True, desc="total field, ppm")
     mask = File(exists=True, mandatory=True)
-    method = traits.Str("vsharp", usedefault=True)
+    method = traits.Enum(*registry.names("bg_removal"), usedefault=True)
     offset_term = traits.Bool(
         False, usedefault=True,
         desc="single echo: also remove the non-harmonic (r^2) part of a smooth phase "
@@ -384,7 +384,7 @@ class RemoveBackground(MeasuredInterface):
 class InversionInputSpec(_ThreadsInputSpec):
     local_field = File(exists=True, mandatory=True, desc="ppm")
     mask = File(exists=True, mandatory=True)
-    method = traits.Str("tv", usedefault=True)
+    method = traits.Enum(*registry.names("inversion"), usedefault=True)
     field_noise = File(exists=True, desc="standard error of the field, ppm (TV weight "
                                          "follows its median)")
     edge_ramp_mm = traits.Float(
@@ -453,7 +453,7 @@ class ReferenceInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, mandatory=True)
     dseg = File(exists=True, desc="atlas labels on the subject grid (for --reference csf)")
     atlas_dir = traits.Str(desc="atlas folder (its CSF reference labels)")
-    method = traits.Str("wholebrain", usedefault=True)
+    method = traits.Enum(*registry.names("reference"), usedefault=True)
 
 
 class ReferenceOutputSpec(TraitedSpec):
