@@ -45,34 +45,17 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
     extra = {}
     chi = out("chi")
     if chi is not None:
-        extra.update(_phase_scaling(Path(str(chi).replace(".nii.gz", ".json"))))
+        extra.update(_chimap_fields(_sidecar_steps(chi, tolerant=True)))
     chi_template = out("chi_template")
     if chi_template is not None:
-        side = json.loads(Path(str(chi_template).replace(".nii.gz", ".json")).read_text())
-        for step in side.get("ProcessingSteps", []):
+        for step in _sidecar_steps(chi_template):
             sim = step.get("Info", {}).get("Similarity", {})
             if "correlation" in sim:
                 similarity = float(sim["correlation"])
                 extra["registration_metric"] = "correlation"
     dseg = out("dseg")
     if dseg is not None:
-        side = json.loads(Path(str(dseg).replace(".nii.gz", ".json")).read_text())
-        for step in side.get("ProcessingSteps", []):
-            info = step.get("Info", {})
-            skipped = step.get("Parameters", {}).get("SusceptibilityRefinement")
-            if step.get("Step") == "registration" and skipped:
-                extra["registration_note"] = f"Susceptibility refinement {skipped}."
-            if step.get("Step") == "registration" and "TemplateDice" in info:
-                nmi = info.get("TemplateNMI")
-                extra["template_overlap"] = (float(info["TemplateDice"]),
-                                             None if nmi is None else float(nmi))
-            if step.get("Step") == "susceptibility refinement" and "CorrelationAfter" in info:
-                extra["refinement_correlation"] = (float(info["CorrelationBefore"]),
-                                                   float(info["CorrelationAfter"]))
-                extra["registration_note"] = (
-                    "The nuclei were refined on the susceptibility map (correlation with the "
-                    f"atlas's susceptibility template {extra['refinement_correlation'][0]:.2f}"
-                    f" -> {extra['refinement_correlation'][1]:.2f}).")
+        extra.update(_registration_fields(_sidecar_steps(dseg)))
     if atlas_dir is not None:
         from qsmbids.atlas.model import load_atlas
 
@@ -89,14 +72,44 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
         registration_similarity=similarity, warnings=tuple(run.notes), **extra)
 
 
-def _phase_scaling(sidecar: Path) -> dict:
+def _sidecar_steps(image: Path, *, tolerant: bool = False) -> list[dict]:
+    """The ``ProcessingSteps`` of an output's JSON sidecar; ``tolerant``: none when the
+    sidecar is missing or unreadable, instead of the error."""
+    try:
+        return json.loads(Path(str(image).replace(".nii.gz", ".json")).read_text()).get(
+            "ProcessingSteps", [])
+    except (OSError, ValueError, AttributeError):
+        if tolerant:
+            return []
+        raise
+
+
+def _registration_fields(steps: list[dict]) -> dict:
+    """Report fields from the steps of a dseg sidecar: how the nuclei were placed (the
+    refinement's correlations, or why it was skipped) and the template's overlap."""
+    found: dict = {}
+    for step in steps:
+        info = step.get("Info", {})
+        skipped = step.get("Parameters", {}).get("SusceptibilityRefinement")
+        if step.get("Step") == "registration" and skipped:
+            found["registration_note"] = f"Susceptibility refinement {skipped}."
+        if step.get("Step") == "registration" and "TemplateDice" in info:
+            nmi = info.get("TemplateNMI")
+            found["template_overlap"] = (float(info["TemplateDice"]),
+                                         None if nmi is None else float(nmi))
+        if step.get("Step") == "susceptibility refinement" and "CorrelationAfter" in info:
+            before, after = float(info["CorrelationBefore"]), float(info["CorrelationAfter"])
+            found["refinement_correlation"] = (before, after)
+            found["registration_note"] = (
+                "The nuclei were refined on the susceptibility map (correlation with the "
+                f"atlas's susceptibility template {before:.2f} -> {after:.2f}).")
+    return found
+
+
+def _chimap_fields(steps: list[dict]) -> dict:
     """Report fields from the steps recorded in a Chimap sidecar: ``phase_units_*`` of
     the phase scaling, the unwrapping's residual wraps and the echo-fit residual of the
     field estimation."""
-    try:
-        steps = json.loads(sidecar.read_text()).get("ProcessingSteps", [])
-    except (OSError, ValueError, AttributeError):
-        return {}
     found = {}
     for step in steps:
         info = step.get("Info", {})
