@@ -20,7 +20,6 @@ from qsmbids.report import figures as fg
 from qsmbids.report.group import write_group_report
 from qsmbids.report.participant import RunReportInputs, write_participant_report
 from qsmbids.report.qc_metrics import (
-    QCThresholds,
     compute_run_qc,
     dice,
     mask_edge_contact,
@@ -36,6 +35,7 @@ from qsmbids.report.qc_tables import (
     write_cohort_qc_tsv,
     write_qc_tsv,
 )
+from qsmbids.report.qc_thresholds import QCThresholds
 
 
 class _Images(HTMLParser):

@@ -9,18 +9,13 @@ import pytest
 
 from qsmbids.recon.dipole import b0_direction_from_affine, forward_field
 from qsmbids.recon.units import hz_per_ppm
-from qsmbids.sim.bids_writer import (
-    SimulationSettings,
-    decode_phase,
-    encode_phase,
-    save_nifti,
-    simulate_dataset,
-)
+from qsmbids.sim.bids_writer import SimulationSettings, save_nifti, simulate_dataset
 from qsmbids.sim.phantom import grid_coordinates
 from qsmbids.sim.shapes import rotation_matrix
 from qsmbids.sim.signal import simulate_multi_echo_gre
 from qsmbids.sim.subject import SubjectSpec, make_subject_anatomy, subject_grid
 from qsmbids.sim.tissues import LABEL_NAMES, tissue_table
+from qsmbids.sim.vendor_phase import decode_phase, encode_phase
 
 TES = (0.005, 0.011)
 

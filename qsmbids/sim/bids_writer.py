@@ -31,12 +31,13 @@ import nibabel as nib
 import numpy as np
 
 from qsmbids import __version__
+from qsmbids.entities import join_entities
+from qsmbids.recon.units import PHASE_UNITS
 from qsmbids.sim.phantom import to_qsmci_seg
 from qsmbids.sim.subject import AcquisitionSpec, SubjectSimulation, SubjectSpec, simulate_subject
 from qsmbids.sim.tissues import LABEL_NAMES, tissue_table
+from qsmbids.sim.vendor_phase import PhaseUnits, encode_phase
 
-PhaseUnits = Literal["rad", "siemens", "arbitrary"]
-PHASE_UNITS = ("rad", "siemens", "arbitrary")
 BrokenKind = Literal["missing-echo", "missing-echotime", "corrupt-nifti"]
 BROKEN_KINDS = ("missing-echo", "missing-echotime", "corrupt-nifti")
 BIDS_VERSION = "1.10.0"
@@ -199,46 +200,6 @@ class SimulatedDataset:
         return self.root / "derivatives" / "groundtruth"
 
 
-def encode_phase(phase_rad: np.ndarray, units: PhaseUnits):
-    """Phase in a vendor convention.
-
-    Parameters
-    ----------
-    phase_rad
-        Wrapped phase in rad, [-pi, pi).
-    units
-        ``rad`` (float32 radians), ``siemens`` (uint16 0..4095 to be stored with
-        scl_slope 2, scl_inter -4096: -4096..4094 after scaling, rad = value * pi / 4096)
-        or ``arbitrary`` (float32, [-pi, pi) mapped linearly to [0, 1000)).
-
-    Returns
-    -------
-    tuple
-        (array to store, (slope, inter) or None, sidecar ``Units``).
-    """
-    phase = np.asarray(phase_rad, np.float32)
-    if units == "rad":
-        return phase, None, "rad"
-    if units == "siemens":
-        raw = np.round(phase * (2048 / np.pi) + 2048).astype(np.int32) % 4096
-        return raw.astype(np.uint16), (2.0, -4096.0), "arbitrary"
-    if units == "arbitrary":
-        return ((phase + np.float32(np.pi)) * np.float32(1000 / (2 * np.pi))), None, "arbitrary"
-    raise ValueError(f"phase units must be one of {PHASE_UNITS}, got {units!r}")
-
-
-def decode_phase(values: np.ndarray, units: PhaseUnits) -> np.ndarray:
-    """Radians from the scaled values of :func:`encode_phase` (as nibabel returns them)."""
-    values = np.asarray(values, np.float64)
-    if units == "rad":
-        return values
-    if units == "siemens":
-        return values * np.pi / 4096
-    if units == "arbitrary":
-        return values * (2 * np.pi / 1000) - np.pi
-    raise ValueError(f"phase units must be one of {PHASE_UNITS}, got {units!r}")
-
-
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path,
                scaling: tuple[float, float] | None = None) -> None:
     """Write a NIfTI-1 image in scanner coordinates (qform and sform codes 1, mm, s)."""
@@ -268,12 +229,7 @@ def _write_tsv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> N
 
 
 def _prefix(subject: str, session: str | None, run: int | None) -> str:
-    parts = [f"sub-{subject}"]
-    if session is not None:
-        parts.append(f"ses-{session}")
-    if run is not None:
-        parts.append(f"run-{run}")
-    return "_".join(parts)
+    return join_entities({"sub": subject, "ses": session, "run": run})
 
 
 def _anat_dir(subject: str, session: str | None) -> Path:
