@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: entities (pybids names) that, with the subject, identify a run
-RUN_ENTITIES = ("session", "acquisition", "reconstruction", "run")
-LABEL_KEYS = {"session": "ses", "acquisition": "acq", "reconstruction": "rec", "run": "run"}
+from qsmbids.entities import LABEL_KEYS, RUN_ENTITIES, join_entities
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ class GreRun:
     @property
     def prefix(self) -> str:
         """File name stem of the run, e.g. ``sub-01_ses-pre_acq-fast_run-2``."""
-        return "_".join(f"{k}-{v}" for k, v in self.entities.items())
+        return join_entities(self.entities)
 
     @property
     def n_echoes(self) -> int:

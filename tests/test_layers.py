@@ -1,12 +1,12 @@
 """The package's layers: every import points down (issue 17).
 
 Ranks, lowest first: shared modules (``qsmbids.atomic``: atomic writes and locks;
-``qsmbids.runs``: the run record; ``qsmbids.derivatives``: names, sidecars and
-manifests of the outputs), the numerical algorithms
-(``recon``, ``registration``), the atlas model, statistics and the simulator, the thin
-nipype ``interfaces``, the ``workflows`` factories, then BIDS I/O, reports, validation
-and the CLI. A module may import its own package and any lower rank, at module level
-or inside a function.
+``qsmbids.entities``: BIDS entity names, order and parsing; ``qsmbids.runs``: the run
+record; ``qsmbids.derivatives``: names, sidecars and manifests of the outputs), the
+numerical algorithms (``recon``, ``registration``), the atlas model, statistics and the
+simulator, the thin nipype ``interfaces``, the ``workflows`` factories, then BIDS I/O,
+reports, validation and the CLI. A module may import its own package and any lower
+rank, at module level or inside a function.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import qsmbids
 
 PACKAGE = Path(qsmbids.__file__).parent
-RANK = {"__init__": 0, "atomic": 0, "runs": 0, "derivatives": 0,
+RANK = {"__init__": 0, "atomic": 0, "entities": 0, "runs": 0, "derivatives": 0,
         "recon": 1, "registration": 1, "atlas": 2, "stats": 3, "sim": 3,
         "interfaces": 4, "workflows": 5, "bids": 6, "report": 6,
         "validation": 7, "cli": 7, "__main__": 8}

@@ -35,11 +35,8 @@ from typing import Any
 import nibabel as nib
 
 from qsmbids.bids.run_checks import validate_run
+from qsmbids.entities import LABEL_KEYS, RUN_ENTITIES, join_entities
 from qsmbids.runs import (
-    LABEL_KEYS as _LABEL_KEYS,
-)
-from qsmbids.runs import (
-    RUN_ENTITIES,
     Discovery,
     GreRun,
     RunProblem,
@@ -115,9 +112,8 @@ def _label(value: Any) -> str | None:
 def _run_name(key: tuple) -> str:
     """File name stem of a run key (subject, session, acq, rec, run), e.g. ``sub-01_ses-1``."""
     subject, *labels = key
-    return "_".join([f"sub-{subject}"] + [
-        f"{_LABEL_KEYS[e]}-{v}" for e, v in zip(RUN_ENTITIES, labels, strict=True)
-        if v is not None])
+    return join_entities({"sub": subject, **{
+        LABEL_KEYS[e]: v for e, v in zip(RUN_ENTITIES, labels, strict=True)}})
 
 
 def _echo_time_list(meta: Mapping[str, Any]) -> list[float] | None:

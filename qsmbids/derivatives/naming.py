@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-#: entity order in derivative names (BIDS entity table order; from/to/mode as in fMRIPrep)
-ENTITY_ORDER = ("sub", "ses", "acq", "rec", "run", "from", "to", "mode", "space", "atlas",
-                "desc")
+from qsmbids.entities import join_entities
 
 
 @dataclass(frozen=True)
@@ -140,8 +138,7 @@ def derivative_name(run_entities: Mapping[str, str], kind: str,
     spec = OUTPUT_KINDS[kind]
     entities = dict(run_entities)
     entities.update({k: context.fill(v) for k, v in spec.entities})
-    ordered = [f"{k}-{entities[k]}" for k in ENTITY_ORDER if k in entities]
-    return "_".join(ordered) + f"_{spec.suffix}{spec.extension}"
+    return join_entities(entities) + f"_{spec.suffix}{spec.extension}"
 
 
 def run_folder(output_dir: Path, run_entities: Mapping[str, str]) -> Path:
@@ -154,7 +151,7 @@ def run_folder(output_dir: Path, run_entities: Mapping[str, str]) -> Path:
 
 def run_prefix(run_entities: Mapping[str, str]) -> str:
     """``sub-01_ses-1_run-2`` from entities."""
-    return "_".join(f"{k}-{run_entities[k]}" for k in ENTITY_ORDER if k in run_entities)
+    return join_entities(run_entities)
 
 
 def log_folder(output_dir: Path, run_entities: Mapping[str, str]) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import os
-import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pandas as pd
 
 from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
 from qsmbids.atomic import atomic_write_text
+from qsmbids.entities import parse_entities
 from qsmbids.report import cohort_figures as cf
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
@@ -175,8 +175,8 @@ def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: s
     items = []
     for path in found:
         run_id = path.name.split(f"_desc-{THUMBNAIL_DESC}")[0]
-        sub = _run_entities(run_id).get("sub", run_id)
-        age = ages.get(sub, float("nan"))
+        label = parse_entities(run_id).get("sub")
+        age = ages.get(f"sub-{label}" if label else run_id, float("nan"))
         caption = f"{run_id} · {'age n/a' if np.isnan(age) else f'{age:g} y'}"
         if run_id in flagged_runs:
             caption += " · QC!"
@@ -208,14 +208,9 @@ def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
     return table.merge(people, on="_sub", how="left").drop(columns="_sub")
 
 
-_ENTITY = re.compile(r"(?:^|_)(sub|ses|acq|rec|run)-([A-Za-z0-9]+)")
 #: BIDS entity -> column of the cohort table (as :mod:`qsmbids.stats.tables` writes it)
 _ENTITY_COLUMNS = (("sub", "participant_id"), ("ses", "session_id"), ("acq", "acq"),
                    ("rec", "rec"), ("run", "run"))
-
-
-def _run_entities(name: str) -> dict[str, str]:
-    return {key: f"{key}-{value}" for key, value in _ENTITY.findall(name)}
 
 
 def run_ids(table: pd.DataFrame, columns: CohortColumns) -> pd.Series:

@@ -21,11 +21,11 @@ import io
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from qsmbids.atomic import atomic_write_text
+from qsmbids.entities import parse_entities
 from qsmbids.stats.regional import STAT_COLUMNS
 
 #: measure name -> units of the map values
@@ -167,15 +167,6 @@ def write_run_table(
     atomic_write_text(tsv_path, format_tsv(records, columns))
     atomic_write_text(json_path, json.dumps(sidecar, indent=2) + "\n")
     return tsv_path, json_path
-
-
-_ENTITY_RE = re.compile(r"(?:^|_)([a-zA-Z]+)-([a-zA-Z0-9]+)")
-
-
-def parse_entities(filename: str | os.PathLike) -> dict[str, str]:
-    """BIDS key-value entities of a file name: ``sub-01_run-2_x.tsv`` -> {sub: 01, run: 2}."""
-    stem = Path(filename).name.split(".")[0]
-    return dict(_ENTITY_RE.findall(stem))
 
 
 def find_run_tables(derivatives_dir: str | os.PathLike, measure: str = "Chimap") -> list[Path]:
