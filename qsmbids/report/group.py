@@ -30,6 +30,12 @@ from qsmbids.report import html as hp
 from qsmbids.report.participant import THUMBNAIL_DESC
 from qsmbids.report.qc_metrics import robust_z
 from qsmbids.report.qc_tables import QC_COLUMNS, write_cohort_qc_tsv
+from qsmbids.stats.tables import (
+    ENTITY_COLUMNS,
+    build_cohort_table,
+    find_run_tables,
+    read_participants,
+)
 
 
 @dataclass(frozen=True)
@@ -208,11 +214,6 @@ def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
     return table.merge(people, on="_sub", how="left").drop(columns="_sub")
 
 
-#: BIDS entity -> column of the cohort table (as :mod:`qsmbids.stats.tables` writes it)
-_ENTITY_COLUMNS = (("sub", "participant_id"), ("ses", "session_id"), ("acq", "acq"),
-                   ("rec", "rec"), ("run", "run"))
-
-
 def run_ids(table: pd.DataFrame, columns: CohortColumns) -> pd.Series:
     """Run id of each row (``sub-01_ses-1_run-2``, as the pipeline names runs): the
     ``columns.run`` column when the table has one, else composed from the entity
@@ -222,7 +223,7 @@ def run_ids(table: pd.DataFrame, columns: CohortColumns) -> pd.Series:
 
     def compose(row: pd.Series) -> str:
         parts = []
-        for key, column in _ENTITY_COLUMNS:
+        for key, column in ENTITY_COLUMNS.items():
             column = columns.participant if key == "sub" else column
             value = row.get(column)
             if isinstance(value, str) and value and value != "n/a":
@@ -242,8 +243,6 @@ def collect_run_tables(output_dir: str | os.PathLike,
     ValueError
         When there is no per-run table.
     """
-    from qsmbids.stats.tables import build_cohort_table, find_run_tables, read_participants
-
     found = find_run_tables(output_dir, "Chimap")
     if not found:
         raise ValueError(f"no per-run regional tables under {output_dir}: run the "
