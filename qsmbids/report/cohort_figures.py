@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from qsmbids.report.figures import _new_figure, _save, region_colour
+from qsmbids.atomic import atomic_write
+from qsmbids.report.figures import _save, region_colour
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,10 @@ def _scatter_cohort(ax, x: np.ndarray, entry: CohortValues, *, annotate: bool) -
     outliers (red crosses, with their id when ``annotate``)."""
     qc = entry.qc_flagged if entry.qc_flagged is not None else np.zeros_like(entry.outlier)
     normal = entry.trusted
-    ax.scatter(x[normal], entry.values[normal], s=16, color=region_colour(entry.region),
-               edgecolors="black", linewidths=0.3, zorder=3)
+    size, alpha = _marker_for(int(normal.sum()))
+    ax.scatter(x[normal], entry.values[normal], s=size, alpha=alpha,
+               color=region_colour(entry.region), edgecolors="black",
+               linewidths=0.3 if size >= 8 else 0.0, zorder=3)
     ax.scatter(x[qc & ~entry.outlier], entry.values[qc & ~entry.outlier], s=30,
                facecolors="none", edgecolors="#e67700", marker="^", zorder=4)
     ax.scatter(x[entry.outlier], entry.values[entry.outlier], s=40, color="red", marker="X",
@@ -74,6 +77,15 @@ def _scatter_cohort(ax, x: np.ndarray, entry: CohortValues, *, annotate: bool) -
                                 np.asarray(entry.ids)[entry.outlier], strict=True):
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 3),
                         fontsize=7, color="red")
+
+
+def _marker_for(n_points: int) -> tuple[float, float]:
+    """Marker area (pt^2) and opacity for ``n_points`` points in one column or panel:
+    full markers up to 100 runs, then smaller and translucent so that a cohort of a
+    thousand shows its density instead of a solid blot."""
+    if n_points <= 100:
+        return 16.0, 1.0
+    return max(3.0, 16.0 * np.sqrt(100.0 / n_points)), max(0.35, np.sqrt(100.0 / n_points))
 
 
 _COHORT_KEY = ("red ✕: outlier (robust |z| above the limit); orange △: run with QC "
@@ -166,37 +178,93 @@ def plot_values_vs_age(cohort: Sequence[CohortValues], path: str | os.PathLike, 
     return _save(fig, path)
 
 
+#: at most this many thumbnails get their caption drawn on them; more are numbered
+MAX_CAPTIONED_TILES = 36
+
+
 def plot_thumbnail_montage(thumbnails: Sequence[tuple[str, np.ndarray]],
-                           path: str | os.PathLike, *, title: str, n_cols: int = 6) -> Path:
-    """Grid of same-sized RGB thumbnails with a caption each (e.g. one participant's
-    basal ganglia per cell, ordered by age).
+                           path: str | os.PathLike, *, title: str,
+                           flagged: Sequence[bool] | None = None,
+                           n_cols: int | None = None) -> Path:
+    """Grid of same-sized RGB thumbnails (e.g. one participant's basal ganglia per
+    cell, ordered by age), composed into one PNG.
+
+    Up to :data:`MAX_CAPTIONED_TILES` thumbnails carry their caption; a larger cohort
+    (hundreds of runs) gets each tile's number in display order instead, so that the
+    page stays one readable picture (the caller lists the numbers' captions). The
+    tiles are pasted into one array and lettered with Pillow, so a thousand runs cost
+    about a second and the size of the picture in memory.
 
     Parameters
     ----------
     thumbnails
-        (caption, RGB(A) image array) pairs in display order.
+        (caption, RGB(A) image array, uint8 or floats in 0..1) pairs in display order,
+        all of one size.
     path
         PNG file to write.
     title
         Figure title.
+    flagged
+        Per thumbnail, True to frame it in red (e.g. runs with QC warnings).
     n_cols
-        Thumbnails per row.
+        Thumbnails per row (default: 6 for captioned tiles, else about 1.6 times as
+        many columns as rows).
     """
+    from PIL import Image, ImageDraw, ImageFont
+
     if not thumbnails:
         raise ValueError("no thumbnails to show")
-    n_cols = min(n_cols, len(thumbnails))
-    n_rows = -(-len(thumbnails) // n_cols)
-    width = max(2.2 * n_cols, 4.0)
-    margin = (1.0 - 2.2 * n_cols / width) / 2.0  # centre few thumbnails in a wider figure
-    fig = _new_figure(width, 2.35 * n_rows + 0.6)
-    grid = fig.add_gridspec(n_rows, n_cols, left=margin + 0.005, right=1.0 - margin - 0.005,
-                            bottom=0.005, top=1 - 0.6 / fig.get_figheight(), hspace=0.12,
-                            wspace=0.02)
-    for k, (caption, image) in enumerate(thumbnails):
-        ax = fig.add_subplot(grid[k // n_cols, k % n_cols])
-        ax.imshow(image, interpolation="lanczos")
-        ax.set_axis_off()
-        ax.set_title(caption, color="white", fontsize=8, pad=2)
-    fig.suptitle(title, color="white", fontsize=10, y=1 - 0.06 / fig.get_figheight(),
-                 va="top")
-    return _save(fig, path)
+    tiles = [_rgb_uint8(image) for _, image in thumbnails]
+    height, width = tiles[0].shape[:2]
+    if any(tile.shape[:2] != (height, width) for tile in tiles):
+        raise ValueError("the thumbnails differ in size")
+    n = len(tiles)
+    captioned = n <= MAX_CAPTIONED_TILES
+    if n_cols is None:
+        n_cols = 6 if captioned else int(np.ceil(np.sqrt(1.6 * n)))
+    n_cols = min(n_cols, n)
+    n_rows = -(-n // n_cols)
+    gap = max(2, width // 25)
+    label_px = 18 if captioned else 0  # a band above each tile for its caption
+    cell_h, cell_w = height + gap + label_px, width + gap
+    canvas_width = max(n_cols * cell_w + gap, 400)
+    title_px = max(44, canvas_width // 60)
+    canvas = np.zeros((title_px + n_rows * cell_h + gap, canvas_width, 3), np.uint8)
+    frame = max(2, width // 40)
+    corners = []
+    for k, tile in enumerate(tiles):
+        top = title_px + (k // n_cols) * cell_h + gap + label_px
+        left = (k % n_cols) * cell_w + gap
+        canvas[top:top + height, left:left + width] = tile
+        if flagged is not None and flagged[k]:
+            box = canvas[top:top + height, left:left + width]
+            for edge in (box[:frame], box[-frame:], box[:, :frame], box[:, -frame:]):
+                edge[...] = (220, 40, 40)
+        corners.append((top, left))
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    title_font = ImageFont.load_default(size=max(14, canvas_width // 110))
+    for line, text in enumerate(title.splitlines()[:2]):
+        draw.text((canvas_width / 2, 6 + title_px // 2.5 * line), text, fill="white",
+                  anchor="ma", font=title_font)
+    font = ImageFont.load_default(size=11 if captioned else max(8, min(12, width // 7)))
+    for k, (top, left) in enumerate(corners):
+        if captioned:
+            draw.text((left + width / 2, top - label_px / 2), thumbnails[k][0], fill="white",
+                      anchor="mm", font=font)
+        else:
+            label = str(k + 1)
+            right, bottom = draw.textbbox((left + 2, top + 2), label, font=font)[2:]
+            draw.rectangle((left, top, right + 2, bottom + 2), fill=(0, 0, 0))
+            draw.text((left + 2, top + 2), label, fill="white", font=font)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=3))
+
+
+def _rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An RGB(A) image (uint8, or floats in 0..1) as uint8 RGB."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"a thumbnail must be an RGB(A) image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+    return image[..., :3]

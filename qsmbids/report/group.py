@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
 from qsmbids.atomic import atomic_write_text
@@ -152,6 +152,10 @@ def cohort_values(table: pd.DataFrame, columns: CohortColumns, regions: Sequence
     return entries, pd.DataFrame(flagged, columns=["run", "region", "value", "robust_z"])
 
 
+#: side (px) of each thumbnail in the cohort montage: up to
+#: :data:`~qsmbids.report.cohort_figures.MAX_CAPTIONED_TILES` runs, and beyond
+MONTAGE_LARGE_TILE_PX = 200
+MONTAGE_TILE_PX = 80
 _QC_FLAG = "_qc_warning"
 _RUN_ID = "_run_id"
 
@@ -174,7 +178,10 @@ def _mark_qc_warnings(table: pd.DataFrame, qc: pd.DataFrame | None,
 def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: set[str]
                        ) -> tuple[str, list[str]] | None:
     """Data URI of the basal-ganglia thumbnails of all runs ordered by age, and their
-    captions in that order (None if there are none)."""
+    captions in that order (None if there are none). Thumbnails are read at
+    :data:`MONTAGE_TILE_PX` (:data:`MONTAGE_LARGE_TILE_PX` up to
+    :data:`qsmbids.report.cohort_figures.MAX_CAPTIONED_TILES` runs), so a cohort of a
+    thousand runs costs tens of MB, not gigabytes."""
     found = sorted(output_dir.glob(f"sub-*/figures/*_desc-{THUMBNAIL_DESC}_qc.png"))
     if not found:
         return None
@@ -188,11 +195,21 @@ def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: s
             caption += " · QC!"
         items.append((np.inf if np.isnan(age) else age, run_id, caption, path))
     items.sort(key=lambda item: item[:2])
-    thumbnails = [(caption, mpimg.imread(path)) for _, _, caption, path in items]
+    side = (MONTAGE_LARGE_TILE_PX if len(items) <= cf.MAX_CAPTIONED_TILES
+            else MONTAGE_TILE_PX)
+    thumbnails = [(caption, _read_tile(path, side)) for _, _, caption, path in items]
+    flagged = [run_id in flagged_runs for _, run_id, _, _ in items]
     uri = _png_data_uri(lambda p: cf.plot_thumbnail_montage(
-        thumbnails, p, title="QSM through the basal ganglia, ordered by age\n(fixed window "
-        f"{fg.QSM_WINDOW_PPM[0]:g} to {fg.QSM_WINDOW_PPM[1]:g} ppm)"))
+        thumbnails, p, flagged=flagged, title="QSM through the basal ganglia, ordered by "
+        f"age (fixed window {fg.QSM_WINDOW_PPM[0]:g} to {fg.QSM_WINDOW_PPM[1]:g} ppm; "
+        "red frame: QC warnings)"))
     return uri, [caption for caption, _ in thumbnails]
+
+
+def _read_tile(path: Path, side: int) -> np.ndarray:
+    """A thumbnail PNG as a ``side`` x ``side`` uint8 RGB array."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((side, side), Image.LANCZOS))
 
 
 def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
@@ -357,8 +374,12 @@ def write_group_report(
             uri, "basal ganglia of every run ordered by age",
             "An axial slice through the basal ganglia (atlas centroid) of every run, youngest "
             "first, in the fixed QSM window: iron accumulates with age, so the putamen "
-            "and caudate should brighten along the rows. 'QC!' marks runs with QC warnings "
-            f"(an off-centre view hints at a failed registration). Order: {'; '.join(order)}."))
+            "and caudate should brighten along the rows. A red frame and 'QC!' mark runs "
+            "with QC warnings (an off-centre view hints at a failed registration). "
+            + (f"Order: {'; '.join(order)}." if len(order) <= cf.MAX_CAPTIONED_TILES else
+               "Tiles are numbered in order: "
+               + "; ".join(f"{k} {caption}" for k, caption in enumerate(order, start=1))
+               + ".")))
     body.append('<h2 id="distributions">Regional distributions</h2>')
     body.append(hp.figure(
         _png_data_uri(lambda p: cf.plot_region_distributions(entries, p, ylabel=ylabel)),
