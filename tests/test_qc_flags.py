@@ -366,11 +366,15 @@ def test_real_7t_crop_gives_a_real_map_and_the_old_reading_is_flagged(tmp_path):
 
 @pytest.fixture(scope="module")
 def tripped_runs(tmp_path_factory):
-    """Four phantom heads at 3 mm through the pipeline (phantom atlas, ROMEO): a clean
+    """Seven phantom heads at 3 mm through the pipeline (phantom atlas, ROMEO): a clean
     one; one at SNR 1.5 (the phase no longer follows the echo times: echo-fit
     residual); one whose field winds once around a line through the brain, as a failed
     coil combination leaves it (no unwrapping can remove it: a 2 pi step is left); one
-    given a box as its ``--mask`` (the template's brain covers little of it)."""
+    given as its ``--mask`` a box over the upper brain plus one over the front of the
+    lower head, apart (the template's brain covers little of it, the mask is box-like
+    and in two parts, the dentate lies outside it); one whose phase sign is flipped
+    (the converter's handedness); two whose sidecars give the wrong field strength,
+    0.3 T and 30 T for a 3 T scan (susceptibility ten times too strong or too weak)."""
     import contextlib
     import io
 
@@ -383,7 +387,7 @@ def tripped_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tripped")
     atlas = write_phantom_atlas(root / "atlas", 3.0)
     bids = root / "bids"
-    simulate_dataset(bids, SimulationSettings(n_subjects=4, voxel_size_mm=3.0,
+    simulate_dataset(bids, SimulationSettings(n_subjects=7, voxel_size_mm=3.0,
                                               echo_times_s=(0.004, 0.010, 0.016),
                                               groundtruth=False))
     rng = np.random.default_rng(0)
@@ -417,17 +421,31 @@ def tripped_runs(tmp_path_factory):
         echo = np.arange(1, signal.shape[3] + 1)
         return signal * np.exp(1j * np.arctan2(y, x)[..., None, None] * echo)
 
+    def field_strength(subject: str, tesla: float) -> None:
+        for sidecar in (bids / subject / "anat").glob("*_MEGRE.json"):
+            meta = json.loads(sidecar.read_text())
+            sidecar.write_text(json.dumps({**meta, "MagneticFieldStrength": tesla}))
+
     rewrite("sub-02", noisy)
     rewrite("sub-03", vortex)
+    rewrite("sub-05", np.conj)
+    field_strength("sub-06", 0.3)
+    field_strength("sub-07", 30.0)
     first = nib.load(sorted((bids / "sub-04" / "anat").glob("*_MEGRE.nii.gz"))[0])
     box = np.zeros(first.shape[:3], np.uint8)
-    box[2:-2, 2:-2, 2:-2] = 1
+    nz = box.shape[2]
+    ny = box.shape[1]
+    box[2:-2, 2:-2, nz // 2:-2] = 1  # the upper half: the cerebellum is left out
+    # and the front of the lower half, apart from it (the reliability trimming of the
+    # field removes pure air from a mask, so this part holds tissue)
+    front = slice(ny // 2, -2) if nib.aff2axcodes(first.affine)[1] == "A" else slice(2, ny // 2)
+    box[2:-2, front, 2:nz // 2 - 2] = 1
     nib.save(nib.Nifti1Image(box, first.affine), root / "box_mask.nii.gz")
     common = ["--atlas-dir", str(atlas.root), "--preset", "fast", "--unwrapping", "romeo",
               "--nprocs", "2", "-w", str(root / "work"), "--no-progress"]
     with contextlib.redirect_stderr(io.StringIO()):
         main([str(bids), str(root / "out"), "participant", "--participant-label", "01",
-              "02", "03", *common])
+              "02", "03", "05", "06", "07", *common])
         main([str(bids), str(root / "out"), "participant", "--participant-label", "04",
               "--mask", str(root / "box_mask.nii.gz"), *common])
     main([str(bids), str(root / "out"), "group"])
@@ -450,3 +468,41 @@ def test_checks_fed_by_the_nodes_fire_on_runs_built_to_trip_them(tripped_runs):
     assert "echo_fit" in flags["noisy"]
     assert "unwrapping" in flags["vortex"]
     assert "registration" in flags["boxed"]
+
+
+def _flags(row: dict[str, str]) -> set[str]:
+    """Every warning code of a run (the critical ones are also in ``qc_flags``)."""
+    return set(row["warnings"].split(",")) - {""}
+
+
+def test_a_clean_run_raises_no_flag(tripped_runs):
+    assert _flags(tripped_runs["sub-01"]) == set(), tripped_runs["sub-01"]["warnings"]
+
+
+def test_a_box_mask_in_two_parts_is_flagged_box_like_and_missing_regions(tripped_runs):
+    """The box-like mask and the regions outside it are flagged. The mask arrives in
+    one piece: the field's reliability trimming keeps the largest part of every mask
+    (the automatic mask is one piece already), so ``mask_fragmented`` guards masks
+    given to the report from elsewhere, not pipeline runs."""
+    row = tripped_runs["sub-04"]
+    print({c: row[c] for c in ("mask_components", "mask_largest_fraction", "mask_box_fill",
+                               "regions_missing", "mask_volume_ml")})
+    assert {"mask_box", "regions_missing"} <= _flags(row)
+    assert "Dentate_L" in row["regions_missing"] and "Dentate_R" in row["regions_missing"]
+    assert row["mask_components"] == "1" and "mask_fragmented" not in _flags(row)
+
+
+def test_a_flipped_phase_sign_inverts_the_nuclei_and_the_tails(tripped_runs):
+    row = tripped_runs["sub-05"]
+    print({c: row[c] for c in ("iron_nuclei_minus_reference_ppm", "chi_tail_ratio")})
+    assert {"nuclei_inverted", "phase_sign_suspect"} <= _flags(row)
+    assert float(row["iron_nuclei_minus_reference_ppm"]) < -0.03
+
+
+def test_a_wrong_field_strength_gives_extreme_or_faint_susceptibility(tripped_runs):
+    strong, faint = tripped_runs["sub-06"], tripped_runs["sub-07"]  # 0.3 T and 30 T
+    print({c: (strong[c], faint[c]) for c in ("chi_p01", "chi_p99", "nuclei_contrast_ppm",
+                                               "fraction_chi_outside_range")})
+    assert "chi_extreme" in _flags(strong) and "chi_extreme" not in _flags(faint)
+    assert "nuclei_contrast" in _flags(faint) and "nuclei_contrast" not in _flags(strong)
+    assert float(faint["nuclei_contrast_ppm"]) < 0.03 < float(strong["nuclei_contrast_ppm"])
