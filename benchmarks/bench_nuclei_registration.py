@@ -10,8 +10,9 @@ pipeline's nodes do:
 
 * ``magnitude MI``: today's path without a T1w (template -> echo-combined magnitude);
 * ``magnitude + chi``: the same with the SyN stopped one level early, then the
-  susceptibility refinement with the magnitude as second channel (the default
-  without a T1w; ``magnitude + chi only`` on request: without that channel);
+  susceptibility refinement (the template painted with the subject's regional values,
+  :mod:`qsmbids.atlas.subject_template`) with the magnitude as second channel (the
+  default without a T1w; ``magnitude + chi only`` on request: without that channel);
 * ``T1w CC``: template -> the subject's T1w (the template deformed, biased, noisy),
   then T1w -> magnitude rigid;
 * ``T1w + chi``: the same, refined (the T1w, on the magnitude grid, as second channel).
@@ -168,7 +169,8 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
     import numpy as np
 
     from qsmbids.atlas.chi_template import SMOOTHING_MM
-    from qsmbids.atlas.model import nuclei_mask_image, susceptibility_template_image
+    from qsmbids.atlas.model import nuclei_mask_image
+    from qsmbids.atlas.subject_template import subject_susceptibility_template
     from qsmbids.registration.core import (
         RegistrationSettings,
         metric_for_contrasts,
@@ -204,7 +206,9 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
         anatomy = (AnatomyChannel(result.anatomy, atlas.template, metric)
                    if not path.endswith("chi only") else None)
         refinement = refine_on_susceptibility(
-            chi, mask, susceptibility_template_image(atlas), nuclei_mask_image(atlas), chain,
+            chi, mask, subject_susceptibility_template(atlas, chi, mask, chain,
+                                                       n_threads=THREADS).image,
+            nuclei_mask_image(atlas), chain,
             result.subject_to_template, work / "refine_", settings, anatomy,
             template_sigma_mm=SMOOTHING_MM)
         chain = refinement.template_to_subject

@@ -170,11 +170,8 @@ class RefineOnSusceptibility(MeasuredInterface):
 
     def _compute(self, runtime):
         from qsmbids.atlas import chi_template
-        from qsmbids.atlas.model import (
-            load_atlas,
-            nuclei_mask_image,
-            susceptibility_template_image,
-        )
+        from qsmbids.atlas.model import load_atlas, nuclei_mask_image
+        from qsmbids.atlas.subject_template import subject_susceptibility_template
         from qsmbids.registration import refine
         from qsmbids.registration.core import RegistrationSettings, TransformChain
 
@@ -189,22 +186,29 @@ class RefineOnSusceptibility(MeasuredInterface):
         anatomy = (refine.AnatomyChannel(self.inputs.anatomy, atlas.template,
                                          self.inputs.metric)
                    if isdefined(self.inputs.anatomy) else None)
+        template = subject_susceptibility_template(atlas, self.inputs.chi, self.inputs.mask,
+                                                   forward, n_threads=self.inputs.num_threads)
         result = refine.refine_on_susceptibility(
-            self.inputs.chi, self.inputs.mask, susceptibility_template_image(atlas), nuclei,
+            self.inputs.chi, self.inputs.mask, template.image, nuclei,
             forward, inverse, Path(os.getcwd(), "reg_refine_"), settings, anatomy,
             template_sigma_mm=chi_template.SMOOTHING_MM)
         self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
                                                 self.inputs.num_threads))
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "susceptibility refinement",
-            "ANTs SyN of the atlas's susceptibility template onto the map around the deep "
-            f"grey nuclei (local cross-correlation, radius {refine.CC_RADIUS}, "
-            f"{refine.WORKING_VOXEL_MM:g} mm grid)"
+            "ANTs SyN of the atlas's susceptibility template, painted with the subject's "
+            "regional values, onto the map around the deep grey nuclei (local "
+            f"cross-correlation, radius {refine.CC_RADIUS}, {refine.WORKING_VOXEL_MM:g} mm "
+            f"grid, field smoothing {refine.FIELD_SMOOTHING[0]:g} voxels^2)"
             + (f", with the anatomy as a second channel ({self.inputs.metric}, weight "
                f"{refine.ANATOMY_WEIGHT:g})" if anatomy is not None else ""),
-            {"SusceptibilityTemplate": (atlas.susceptibility_template.name
-                                        if atlas.susceptibility_template else
-                                        "painted from the atlas labels at run time"),
+            {"SusceptibilityTemplate": "the atlas labels painted with the subject's own "
+                                       "values: the median of the map over each label's "
+                                       "interior through the anatomical registration "
+                                       f"({len(template.measured)} labels; the others "
+                                       "their literature value "
+                                       f"{template.offset_ppm:+.4f} ppm)",
+             "TemplateValuesPPM": template.region_values(atlas.regions),
              "Channels": ["susceptibility (CC, weight 1)"]
              + ([f"anatomy ({self.inputs.metric}, weight {refine.ANATOMY_WEIGHT:g})"]
                 if anatomy is not None else []),

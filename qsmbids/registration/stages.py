@@ -56,17 +56,20 @@ def similarity_term(metric: str, fixed: str, moving: str, *, weight: float = 1.0
 
 def syn_stage(metric: str, fixed: str, moving: str, shrink: Sequence[int],
               smooth: Sequence[float], iterations: Sequence[int], *, convergence: float,
-              cc_radius: int, step: float = 0.1, also: Sequence[str] = ()) -> list[str]:
+              cc_radius: int, step: float = 0.1, also: Sequence[str] = (),
+              field_smoothing: tuple[float, float] = SYN_SMOOTHING) -> list[str]:
     """The SyN stage with ``metric`` ``"CC"`` (radius ``cc_radius``) or ``"mattes"`` (dense).
 
     ``step`` is SyN's gradient step (``SyN[step,3,0]``; 0.1 in antsRegistrationSyN).
     ``also``: further metric terms (:func:`similarity_term`) of other image pairs that
     the same deformation must match (a multi-channel SyN; ANTs weighs each term).
+    ``field_smoothing``: variances (voxels^2) of the Gaussian smoothing of the update
+    field and of the total field (``SyN[step,update,total]``).
     """
     if not step > 0:
         raise ValueError(f"SyN gradient step must be positive, got {step}")
     terms = [similarity_term(metric, fixed, moving, cc_radius=cc_radius), *also]
-    flow, total = SYN_SMOOTHING
+    flow, total = field_smoothing
     return [*(arg for term in terms for arg in ("--metric", term)),
             "--transform", f"SyN[{step:g},{flow:g},{total:g}]",
             *_levels(shrink, smooth, iterations, convergence)]
