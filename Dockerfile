@@ -53,6 +53,9 @@ RUN --mount=type=secret,id=pip_cert \
     done
 
 # The package itself (a wheel: hatchling is fetched into pip's temporary build env).
+# Its entry script runs Python isolated (-I): Apptainer passes the caller's environment
+# into the image, and a host PYTHONPATH or PYTHONHOME must not replace the image's
+# packages (qsmbids.cli.environment also drops them for the worker processes).
 COPY qsmbids /src/qsmbids
 # hadolint ignore=DL3013,DL3042
 RUN --mount=type=secret,id=pip_cert \
@@ -60,7 +63,9 @@ RUN --mount=type=secret,id=pip_cert \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     /opt/qsmbids/bin/python -m pip install --no-deps /src; \
     /opt/qsmbids/bin/python -m pip check; \
-    /opt/qsmbids/bin/python -m compileall -q /opt/qsmbids/lib/python3*/site-packages/qsmbids
+    /opt/qsmbids/bin/python -m compileall -q /opt/qsmbids/lib/python3*/site-packages/qsmbids; \
+    sed -i '1s|^#!\(/opt/qsmbids/bin/python[0-9.]*\)$|#!\1 -I|' /opt/qsmbids/bin/qsmbids; \
+    case "$(head -n 1 /opt/qsmbids/bin/qsmbids)" in *" -I") ;; *) exit 1 ;; esac
 
 # The default atlas: `qsmbids atlas fetch` downloads the originals from pinned
 # commits, verifies their SHA-256 and builds the atlas into /opt/qsmbids-atlas/default

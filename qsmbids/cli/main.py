@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qsmbids.cli.environment import prepare_environment
 from qsmbids.cli.exit_codes import ExitCode
 from qsmbids.cli.parser import PROG, parse_args
 
@@ -51,6 +52,8 @@ def check_bids_app_paths(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``qsmbids`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    for note in prepare_environment():
+        sys.stderr.write(f"{PROG}: note: {note}\n")
     try:
         if args.command in ("participant", "group"):
             check_bids_app_paths(args)
