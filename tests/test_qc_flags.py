@@ -317,6 +317,41 @@ def test_guessed_units_and_flat_map_reach_sidecar_log_report_and_group_qc(arbitr
         (rad / "sub-01/log/sub-01_manifest.json").read_text())["SettingsHash"]).complete
 
 
+def test_phase_filling_half_of_minus_pi_to_pi_is_flagged_doubtful_on_a_run(tmp_path):
+    """Phase within [-pi/2, pi/2] and no sidecar Units (radians with little variation,
+    or arbitrary units?): the run completes, rescaled, and flags the doubt where a user
+    looks (the Chimap sidecar, the run log and the QC table) with what to pass."""
+    import contextlib
+    import io
+
+    import nibabel as nib
+
+    from qsmbids.cli.main import main
+
+    bids = new_dataset(tmp_path / "bids")
+    write_run(bids, "sub-01/anat/sub-01", seed=4)
+    for phase in (bids / "sub-01" / "anat").glob("*_part-phase_MEGRE.nii.gz"):
+        img = nib.load(phase)
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj, np.float32) / 2, img.affine), phase)
+    for sidecar in (bids / "sub-01" / "anat").glob("*_MEGRE.json"):
+        meta = json.loads(sidecar.read_text())
+        meta.pop("Units", None)
+        sidecar.write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main([str(bids), str(out), "participant", "--atlas", "none", "--preset",
+                     "fast", "--nprocs", "1", "-w", str(tmp_path / "work"),
+                     "--no-progress"]) == 0
+    side = _chimap_sidecar(out)
+    assert "phase_units_doubtful" in side["QCFlags"]
+    assert any("--phase-units" in w for w in side["QCWarnings"]
+               if "[phase_units_doubtful]" in w)
+    assert "QC FLAG sub-01 [phase_units_doubtful]" in (out / "sub-01/log/sub-01.log"
+                                                        ).read_text()
+    row = read_qc_tsv(out / "sub-01" / "figures" / "sub-01_qc.tsv")[0]
+    assert "phase_units_doubtful" in row["qc_flags"].split(",")
+
+
 # ------------------------------------------------------------------ real 7 T data
 
 _CROP = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / \
