@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from qsmbids.atlas import chi_template
 from qsmbids.atlas.model import Atlas
@@ -99,15 +98,26 @@ def interior_medians(chi: np.ndarray, brain: np.ndarray, labels: np.ndarray,
     for axis in range(3):
         for shift in (1, -1):
             interior &= labels == np.roll(labels, shift, axis=axis)
-    values: dict[int, float] = {}
-    for region in (interior, inside):  # the interior first, all voxels where too few
-        present, counts = np.unique(labels[region], return_counts=True)
-        kept = [int(k) for k, n in zip(present, counts, strict=True)
-                if n >= min_voxels and int(k) not in values]
-        if kept:
-            medians = ndimage.median(chi, np.where(region, labels, 0), kept)
-            values.update(zip(kept, map(float, np.atleast_1d(medians)), strict=True))
+    values = _medians_by_label(labels[interior], chi[interior], min_voxels)
+    rest = inside & ~np.isin(labels, list(values))  # too small for an interior
+    values.update(_medians_by_label(labels[rest], chi[rest], min_voxels))
     return values
+
+
+def _medians_by_label(labels: np.ndarray, values: np.ndarray,
+                      min_voxels: int) -> dict[int, float]:
+    """Median of ``values`` per label of ``labels`` (1-D, same length), for labels with
+    at least ``min_voxels`` values: one sort by (label, value) instead of one
+    selection per label (``scipy.ndimage.median`` took 1 s per call on a 1 mm head)."""
+    order = np.lexsort((values, labels))
+    labels, values = labels[order], values[order]
+    present, starts, counts = np.unique(labels, return_index=True, return_counts=True)
+    keep = counts >= min_voxels
+    present, starts, counts = present[keep], starts[keep], counts[keep]
+    lower = values[starts + (counts - 1) // 2]
+    upper = values[starts + counts // 2]
+    return {int(label): float(m) for label, m in zip(present, (lower + upper) / 2,
+                                                     strict=True)}
 
 
 def subject_susceptibility_template(atlas: Atlas, chi, mask, chain, *,
@@ -134,7 +144,10 @@ def subject_susceptibility_template(atlas: Atlas, chi, mask, chain, *,
     from qsmbids.registration.core import warp_labels_to_subject
 
     chi_img, mask_img = load_nifti(chi), load_nifti(mask)
-    warped = warp_labels_to_subject(atlas.labels, chi_img, chain, n_threads=n_threads)
+    # nearest neighbour: four times faster than genericLabel on a 1 mm head (0.8 s
+    # against 4.4 s), and the interiors the values are read from are the same
+    warped = warp_labels_to_subject(atlas.labels, chi_img, chain,
+                                    interpolation="nearestNeighbor", n_threads=n_threads)
     measured = interior_medians(np.asarray(chi_img.dataobj, np.float32),
                                 np.asarray(mask_img.dataobj) > 0,
                                 np.asarray(warped.dataobj))
