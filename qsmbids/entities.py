@@ -35,4 +35,3 @@ def parse_entities(filename: str | os.PathLike) -> dict[str, str]:
     ``sub-01_run-2_x.tsv`` -> ``{"sub": "01", "run": "2"}``."""
     stem = Path(filename).name.split(".")[0]
     return dict(_ENTITY.findall(stem))
-

@@ -190,15 +190,15 @@ def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: s
         run_id = path.name.split(f"_desc-{THUMBNAIL_DESC}")[0]
         label = parse_entities(run_id).get("sub")
         age = ages.get(f"sub-{label}" if label else run_id, float("nan"))
+        warned = run_id in flagged_runs
         caption = f"{run_id} · {'age n/a' if np.isnan(age) else f'{age:g} y'}"
-        if run_id in flagged_runs:
-            caption += " · QC!"
-        items.append((np.inf if np.isnan(age) else age, run_id, caption, path))
+        caption += " · QC!" if warned else ""
+        items.append((np.inf if np.isnan(age) else age, run_id, caption, path, warned))
     items.sort(key=lambda item: item[:2])
     side = (MONTAGE_LARGE_TILE_PX if len(items) <= cf.MAX_CAPTIONED_TILES
             else MONTAGE_TILE_PX)
-    thumbnails = [(caption, _read_tile(path, side)) for _, _, caption, path in items]
-    flagged = [run_id in flagged_runs for _, run_id, _, _ in items]
+    thumbnails = [(caption, _read_tile(path, side)) for _, _, caption, path, _ in items]
+    flagged = [warned for *_, warned in items]
     uri = _png_data_uri(lambda p: cf.plot_thumbnail_montage(
         thumbnails, p, flagged=flagged, title="QSM through the basal ganglia, ordered by "
         f"age (fixed window {fg.QSM_WINDOW_PPM[0]:g} to {fg.QSM_WINDOW_PPM[1]:g} ppm; "
