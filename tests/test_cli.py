@@ -130,3 +130,39 @@ def test_participant_level_with_nothing_to_process_says_what_it_saw(bids_dir, tm
     assert "1 T1w" in err and "1 T2starw" in err
     assert "skipped sub-01/anat/sub-01_T2starw.nii.gz" in err
     assert "without part-phase" in err
+
+
+@pytest.mark.parametrize(("signame", "code", "words"), [
+    ("SIGTERM", ExitCode.TERMINATED, "terminated by SIGTERM"),
+    ("SIGINT", ExitCode.INTERRUPTED, "interrupted"),
+])
+def test_a_signal_stops_the_run_with_its_exit_code_and_says_how_to_resume(
+        bids_dir, tmp_path, signame, code, words):
+    """A scheduler's scancel (SIGTERM) or Ctrl-C (SIGINT) during a participant level:
+    the command stops within seconds, exits 128 + the signal number, names the signal
+    and says that a rerun resumes; no traceback. The work itself is replaced by a
+    sleep, so the test does not depend on how far a real run got."""
+    import signal
+    import time
+
+    script = (
+        "import sys, time\n"
+        "import qsmbids.cli.bids_app as app\n"
+        "def busy(args):\n"
+        "    print('working', flush=True)\n"
+        "    time.sleep(60)\n"
+        "    return 0\n"
+        "app.run_bids_app = busy\n"
+        "from qsmbids.cli.main import main\n"
+        f"sys.exit(main([{str(bids_dir)!r}, {str(tmp_path / 'out')!r}, 'participant']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "working"
+    sent = time.perf_counter()
+    proc.send_signal(getattr(signal, signame))
+    _, stderr = proc.communicate(timeout=30)
+    assert time.perf_counter() - sent < 10
+    assert proc.returncode == int(code) == 128 + getattr(signal, signame)
+    assert words in stderr and "rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr

@@ -19,3 +19,8 @@ class ExitCode(IntEnum):
     SOFTWARE = 70
     #: the output location cannot be created or written
     CANT_CREATE = 73
+    #: stopped by Ctrl-C (SIGINT), as shells report it (128 + 2)
+    INTERRUPTED = 130
+    #: stopped by SIGTERM (a scheduler cancelling the job or its time running out,
+    #: ``docker stop``), as shells report it (128 + 15)
+    TERMINATED = 143

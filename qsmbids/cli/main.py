@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +16,31 @@ from qsmbids.cli.parser import PROG, parse_args
 
 class InputError(Exception):
     """A problem with a path given on the command line (exit code 66)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop as on Ctrl-C (exit code 143).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` in
+    nipype or qsmbids takes it for a failed step.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this (main) thread.
+
+    Without a handler a process ignores SIGTERM when it is a container's PID 1 (the
+    kernel drops signals with the default action there), so ``docker stop``, podman
+    and schedulers had to wait for SIGKILL; with it qsmbids stops at once, leaving
+    only complete runs in OUTPUT_DIR (outputs are written atomically and a run is
+    complete only once its manifest exists), and a rerun resumes.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _fail(message: str, code: ExitCode) -> int:
@@ -52,6 +79,7 @@ def check_bids_app_paths(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``qsmbids`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    handle_sigterm()
     for note in prepare_environment():
         sys.stderr.write(f"{PROG}: note: {note}\n")
     try:
@@ -77,5 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      ExitCode.UNAVAILABLE)
     except InputError as exc:
         return _fail(str(exc), ExitCode.NO_INPUT)
+    except Terminated:
+        return _fail("terminated by SIGTERM (the job was cancelled or ran out of time?); "
+                     "complete runs are kept, rerun the same command to resume the others",
+                     ExitCode.TERMINATED)
     except KeyboardInterrupt:
-        return _fail("interrupted", ExitCode.SOFTWARE)
+        return _fail("interrupted; complete runs are kept, rerun the same command to "
+                     "resume the others", ExitCode.INTERRUPTED)
