@@ -10,7 +10,11 @@ age as iron does; 1 % of the participants carry an outlier and 2 % a QC flag.
 
 Cases, in one run: the group level over 100 participants (the baseline), over
 ``--participants`` (default 1,000), and again after ``--added`` (default 50) more
-participants were written (a cohort that grows). Each group run is its own process;
+participants were written (a cohort that grows): in a copy of the cohort's folder
+without the cache, and in the cohort's folder itself, where the first group run left
+its cache in ``OUTPUT_DIR/.qsmbids-cache`` (the incremental group level: only the new
+participants' tables and thumbnails are read). Each group run
+is its own process;
 its wall time and peak memory (``VmHWM``) are printed with the ratio to the baseline.
 Target (issue 18): 1,000 participants x 24 regions in <= 30 s and <= 2 GiB on 2 cores.
 
@@ -135,16 +139,22 @@ def main(argv: list[str] | None = None) -> None:
     labels = sorted(ages)
     results = []
     for name, count, extra in (("baseline", 100, 0), ("cohort", n, 0),
-                               ("cohort grown", n, added)):
-        root = ROOT / name.replace(" ", "-")
-        if extra == 0:
+                               ("grown, no cache", n, added), ("grown, cached", n, added)):
+        root = ROOT / name.replace(" ", "-").replace(",", "")
+        if name == "grown, cached":  # the cohort's own folder grows (files keep their inodes)
+            root = ROOT / "cohort"
+            t0 = time.perf_counter()
+            _cohort(root, labels[count:count + extra], ages, seed=count + extra)
+            made = time.perf_counter() - t0
+        elif extra == 0:
             shutil.rmtree(root, ignore_errors=True)
             t0 = time.perf_counter()
             _cohort(root, labels[:count], {k: ages[k] for k in labels[:count]}, seed=count)
             made = time.perf_counter() - t0
-        else:  # the cohort's outputs, group level done, then more participants
+        else:  # a copy of the cohort's outputs without the cache, then more participants
             shutil.rmtree(root, ignore_errors=True)
             shutil.copytree(ROOT / "cohort", root)
+            shutil.rmtree(root / "out" / ".qsmbids-cache")
             t0 = time.perf_counter()
             _cohort(root, labels[count:count + extra], ages, seed=count + extra)
             made = time.perf_counter() - t0
@@ -155,10 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  done: {name} ({count + extra} participants, outputs written in "
               f"{made:.1f} s): group {result['wall']:.1f} s", flush=True)
     base = results[0][3]
-    print(f"{'case':14s} {'participants':>12s} {'rows':>7s} {'group s':>8s} {'ratio':>6s} "
+    print(f"{'case':16s} {'participants':>12s} {'rows':>7s} {'group s':>8s} {'ratio':>6s} "
           f"{'peak MiB':>9s} {'ratio':>6s} {'exit':>4s}")
     for name, count, _, r, rows in results:
-        print(f"{name:14s} {count:12d} {rows:7d} {r['wall']:8.1f} "
+        print(f"{name:16s} {count:12d} {rows:7d} {r['wall']:8.1f} "
               f"{r['wall'] / base['wall']:6.2f} {r['peak']:9.0f} {r['peak'] / base['peak']:6.2f} "
               f"{r['rc']:4d}")
     cohort = results[1][3]

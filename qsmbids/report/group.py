@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from PIL import Image
 
 from qsmbids.atlas.regions import DEFAULT_REGIONS, bilateral_name
 from qsmbids.atomic import atomic_write_text
+from qsmbids.derivatives.file_cache import FileCache
 from qsmbids.entities import parse_entities
 from qsmbids.report import cohort_figures as cf
 from qsmbids.report import figures as fg
@@ -175,8 +177,8 @@ def _mark_qc_warnings(table: pd.DataFrame, qc: pd.DataFrame | None,
     return table.assign(**{_QC_FLAG: flagged.to_numpy(bool)})
 
 
-def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: set[str]
-                       ) -> tuple[str, list[str]] | None:
+def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: set[str],
+                       incremental: bool = True) -> tuple[str, list[str]] | None:
     """Data URI of the basal-ganglia thumbnails of all runs ordered by age, and their
     captions in that order (None if there are none). Thumbnails are read at
     :data:`MONTAGE_TILE_PX` (:data:`MONTAGE_LARGE_TILE_PX` up to
@@ -197,7 +199,14 @@ def _thumbnail_montage(output_dir: Path, ages: dict[str, float], flagged_runs: s
     items.sort(key=lambda item: item[:2])
     side = (MONTAGE_LARGE_TILE_PX if len(items) <= cf.MAX_CAPTIONED_TILES
             else MONTAGE_TILE_PX)
-    thumbnails = [(caption, _read_tile(path, side)) for _, _, caption, path, _ in items]
+    read = partial(_read_tile, side=side)
+    if incremental:  # tiles kept as base64 bytes in the cache, read only when new
+        cache = FileCache(output_dir, f"thumbnails-{side}px")
+        thumbnails = [(caption, _tile_from_text(cache.get(path, partial(
+            _tile_as_text, side=side)), side)) for _, _, caption, path, _ in items]
+        cache.save()
+    else:
+        thumbnails = [(caption, read(path)) for _, _, caption, path, _ in items]
     flagged = [warned for *_, warned in items]
     uri = _png_data_uri(lambda p: cf.plot_thumbnail_montage(
         thumbnails, p, flagged=flagged, title="QSM through the basal ganglia, ordered by "
@@ -210,6 +219,14 @@ def _read_tile(path: Path, side: int) -> np.ndarray:
     """A thumbnail PNG as a ``side`` x ``side`` uint8 RGB array."""
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB").resize((side, side), Image.LANCZOS))
+
+
+def _tile_as_text(path: Path, side: int) -> str:
+    return base64.b64encode(_read_tile(path, side).tobytes()).decode("ascii")
+
+
+def _tile_from_text(text: str, side: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), np.uint8).reshape(side, side, 3)
 
 
 def _join_age(table: pd.DataFrame, participants_tsv: str | os.PathLike | None,
@@ -278,6 +295,7 @@ def write_group_report(
     columns: CohortColumns = CohortColumns(),
     regions: Sequence[str] | None = None,
     outlier_z: float = 3.5,
+    incremental: bool = True,
 ) -> GroupReport:
     """Write ``OUTPUT_DIR/group.html`` (and the cohort QC table ``OUTPUT_DIR/group_qc.tsv``).
 
@@ -307,6 +325,9 @@ def write_group_report(
         else the bilateral ones, else all).
     outlier_z
         |robust z-score| above which a value is flagged.
+    incremental
+        Keep the resized thumbnail tiles in ``output_dir/.qsmbids-cache/`` and reuse
+        those of unchanged thumbnails, so a grown cohort reads only its new ones.
 
     Returns
     -------
@@ -366,7 +387,7 @@ def write_group_report(
     if qc is not None and {"run_id", "n_warnings"} <= set(qc.columns):
         flagged_runs = set(qc.loc[pd.to_numeric(qc["n_warnings"], errors="coerce") > 0,
                                   "run_id"])
-    montage = _thumbnail_montage(output_dir, ages, flagged_runs)
+    montage = _thumbnail_montage(output_dir, ages, flagged_runs, incremental)
     if montage is not None:
         uri, order = montage
         body.append('<h2 id="montage">Basal ganglia by age</h2>')

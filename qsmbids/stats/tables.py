@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from qsmbids.atomic import atomic_write_text
+from qsmbids.derivatives.file_cache import FileCache
 from qsmbids.entities import parse_entities
 from qsmbids.stats.regional import STAT_COLUMNS
 
@@ -169,19 +170,32 @@ def write_run_table(
     return tsv_path, json_path
 
 
-def find_run_tables(derivatives_dir: str | os.PathLike, measure: str = "Chimap") -> list[Path]:
-    """Per-run tables of ``measure`` under ``derivatives_dir/sub-*`` (sidecar ``Measure``)."""
+def find_run_tables(derivatives_dir: str | os.PathLike, measure: str = "Chimap",
+                    cache: FileCache | None = None) -> list[Path]:
+    """Per-run tables of ``measure`` under ``derivatives_dir/sub-*`` (sidecar ``Measure``).
+
+    ``cache`` (optional) keeps each sidecar's ``Measure`` between group runs.
+    """
     root = Path(derivatives_dir)
     found = []
     for tsv in sorted(root.glob("sub-*/**/*_stats.tsv")):
         side = tsv.with_suffix(".json")
         try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            kind = (_sidecar_measure(side) if cache is None
+                    else cache.get(side, _sidecar_measure))
+        except OSError:
             continue
-        if meta.get("Measure") == measure:
+        if kind == measure:
             found.append(tsv)
     return found
+
+
+def _sidecar_measure(path: Path) -> str | None:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    return meta.get("Measure") if isinstance(meta, dict) else None
 
 
 def read_participants(path: str | os.PathLike | None) -> dict[str, dict[str, object]]:
@@ -198,6 +212,7 @@ def read_participants(path: str | os.PathLike | None) -> dict[str, dict[str, obj
 def build_cohort_table(
     run_tables: Iterable[str | os.PathLike],
     participants: Mapping[str, Mapping[str, object]] | None = None,
+    cache: FileCache | None = None,
 ) -> tuple[list[dict[str, object]], list[str]]:
     """Long cohort table: one row per participant/session/run/region.
 
@@ -208,6 +223,9 @@ def build_cohort_table(
     participants
         From :func:`read_participants`; its columns (age, sex, ...) are joined
         on the participant label (``n/a`` for participants it lacks).
+    cache
+        Keeps each run table's parsed rows between group runs, so that a grown
+        cohort reads only its new or rewritten tables (the result is the same).
 
     Returns
     -------
@@ -225,7 +243,7 @@ def build_cohort_table(
         ents = parse_entities(path)
         if "sub" not in ents:
             raise TableError(f"run table name lacks a sub- entity: {path}")
-        tables.append((ents, read_tsv(path)))
+        tables.append((ents, read_tsv(path) if cache is None else cache.get(path, read_tsv)))
     present = [e for e in ENTITY_COLUMNS if any(e in ents for ents, _ in tables)]
     entity_cols = [ENTITY_COLUMNS[e] for e in ["sub", *[e for e in present if e != "sub"]]]
 
@@ -287,6 +305,7 @@ def write_cohort_tables(
     *,
     participants_tsv: str | os.PathLike | None = None,
     wide_stats: Sequence[str] = ("mean", "robust_mean", "n_voxels"),
+    incremental: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``group_<measure>_regions.tsv`` (long) and ``..._wide.tsv`` at the dataset root.
 
@@ -300,6 +319,11 @@ def write_cohort_tables(
         The raw dataset's ``participants.tsv`` (optional).
     wide_stats
         Statistics in the wide table.
+    incremental
+        Keep the per-run tables' contents in ``derivatives_dir/.qsmbids-cache/``
+        (:class:`~qsmbids.derivatives.file_cache.FileCache`) and reuse them for the
+        tables that did not change since the last call: a cohort that grew is merged
+        reading only the new runs' tables. The tables written are the same either way.
 
     Returns
     -------
@@ -311,10 +335,13 @@ def write_cohort_tables(
         When no per-run table of ``measure`` exists.
     """
     root = Path(derivatives_dir)
-    tables = find_run_tables(root, measure)
+    cache = FileCache(root, f"run-tables-{measure}") if incremental else None
+    tables = find_run_tables(root, measure, cache)
     if not tables:
         raise TableError(f"no per-run {measure} tables (*_stats.tsv) under {root}/sub-*")
-    records, columns = build_cohort_table(tables, read_participants(participants_tsv))
+    records, columns = build_cohort_table(tables, read_participants(participants_tsv), cache)
+    if cache is not None:
+        cache.save()
     wide, wide_cols = to_wide(records, columns, wide_stats)
     long_path = root / f"group_{measure}_regions.tsv"
     wide_path = root / f"group_{measure}_regions_wide.tsv"
