@@ -29,7 +29,7 @@ maps stay consistent without resampling.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -37,6 +37,7 @@ import scipy.special
 
 from qsmbids.sim.shapes import Ellipsoid, HeightField, Shape, Tube, Union
 from qsmbids.sim.tissues import BRAIN_LABELS, LABEL_NAMES, LABELS, TissueProperties, tissue_table
+from qsmbids.sim.veins import VenousBlood, probe_veins
 
 #: world bounding box of the phantom's field of view (mm, RAS+), like MNI152's 181x217x181
 FOV_MIN_MM = (-90.0, -126.0, -72.0)
@@ -328,6 +329,7 @@ def evaluate_head(
     microbleed: bool = False,
     seed: int = 0,
     spacing_mm: float | None = None,
+    venous_blood: VenousBlood | None = None,
 ) -> PhantomMaps:
     """Evaluate the continuous head phantom at world coordinates.
 
@@ -347,6 +349,10 @@ def evaluate_head(
         Seed of the cortical folding pattern.
     spacing_mm
         Largest distance between neighbouring samples, mm (default: measured).
+    venous_blood
+        When given, every vein's susceptibility follows from its OEF and haematocrit
+        and the probe veins of :func:`qsmbids.sim.veins.probe_veins` are added (0.5-4 mm,
+        along and across B0); default: veins at the QSM challenge's 0.19 ppm, no probes.
 
     Returns
     -------
@@ -404,7 +410,12 @@ def evaluate_head(
     cv.paint(anat.ventricles, *props("CSF"))
     for name, shape in anat.nuclei:
         cv.paint(shape, *props(name))
-    cv.paint(anat.veins, *props("Vein"))
+    vein = props("Vein")
+    if venous_blood is not None:
+        vein = (vein[0], replace(vein[1], chi_ppm=venous_blood.chi_ppm))
+        for probe in probe_veins():
+            cv.paint(probe.shape, *vein)
+    cv.paint(anat.veins, *vein)
     if calcification:
         cv.paint(Ellipsoid((22.0, -42.0, 11.0), (2.5, 2.5, 2.5)), *props("Calcification"))
     if microbleed:
@@ -443,6 +454,7 @@ def make_head_phantom(
     calcification: bool = True,
     microbleed: bool = False,
     seed: int = 0,
+    venous_blood: VenousBlood | None = None,
 ) -> HeadPhantom:
     """The head phantom on an axial RAS+ grid covering an MNI-like field of view.
 
@@ -458,6 +470,8 @@ def make_head_phantom(
         Include a strongly paramagnetic microbleed in the left frontal white matter.
     seed
         Seed of the cortical folding pattern (0: the template's).
+    venous_blood
+        Oxygenation of the veins, adding the probe veins (see :func:`evaluate_head`).
 
     Returns
     -------
@@ -467,7 +481,8 @@ def make_head_phantom(
     coords = grid_coordinates(shape, affine)
     maps = evaluate_head(coords, edge_sigma_mm=EDGE_SIGMA_VOXELS * voxel_size_mm,
                          age_years=age_years, calcification=calcification,
-                         microbleed=microbleed, seed=seed, spacing_mm=voxel_size_mm)
+                         microbleed=microbleed, seed=seed, spacing_mm=voxel_size_mm,
+                         venous_blood=venous_blood)
     return HeadPhantom(maps.chi, maps.labels, maps.brain_mask, maps.m0, maps.r2star,
                        (float(voxel_size_mm),) * 3, affine, dict(LABEL_NAMES))
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from qsmbids.sim.phantom import PHANTOM_REVISION, make_head_phantom, to_qsmci_seg
 from qsmbids.sim.tissues import AIR_CHI_PPM, r2star_at_field
+from qsmbids.sim.veins import VenousBlood, probe_veins
 
 #: qsm-forward version the cases were designed and measured with (the ``validation`` extra)
 QSM_FORWARD_VERSION = "0.32"
@@ -68,6 +69,9 @@ class PeerHeadCase:
         real head in air, 0 to leave out the head-surface field.
     seed
         Noise seed.
+    venous_blood
+        Oxygenation of the veins, which adds the probe veins of
+        :func:`qsmbids.sim.veins.probe_veins` (None: the phantom's default veins).
     """
 
     name: str
@@ -82,6 +86,7 @@ class PeerHeadCase:
     signal_region: str = "head"
     outside_air: float = AIR_CHI_PPM
     seed: int = 1
+    venous_blood: VenousBlood | None = None
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -162,13 +167,15 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
                     out / "truth_brainmask.nii.gz", deriv / f"{stem}_dseg.nii",
                     deriv / f"{stem}_desc-shimmed_fieldmap.nii")
     stamp = out / "case.json"
+    probes = repr(probe_veins()) if case.venous_blood is not None else None
     record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION,
-                         "input_origin": "zero"}, sort_keys=True, default=float)
+                         "input_origin": "zero", "probe_veins": probes},
+                        sort_keys=True, default=float)
     if stamp.exists() and stamp.read_text() == record and head.field_path.exists():
         return head
     inputs = out / "phantom"
     inputs.mkdir(parents=True, exist_ok=True)
-    phantom = make_head_phantom(case.phantom_voxel_mm)
+    phantom = make_head_phantom(case.phantom_voxel_mm, venous_blood=case.venous_blood)
     # qsm-forward resizes its ground-truth derivatives (chi, dseg) to another voxel size
     # on an affine without the input's translation (qsm_forward.resize, 0.32), so with the
     # phantom's own origin a 1x1x2 mm truth held only the corner beyond the world origin;

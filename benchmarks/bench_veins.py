@@ -1,0 +1,191 @@
+"""Veins against truth: vein mask, venous susceptibility and OEF; SWI/minIP/venogram time.
+
+A head of qsmbids' design whose veins carry blood of a known oxygenation (OEF 0.35,
+haematocrit 0.42: 0.498 ppm relative to water), with twelve straight probe veins
+0.5-4 mm wide along and across B0 (:mod:`qsmbids.sim.veins`), is forward-simulated at
+1 mm by the peer simulator ``qsm-forward`` (its dipole model, phase offset, shim and
+noise) and reconstructed by the whole participant pipeline (``--atlas none``). Then:
+
+- the vein mask (:func:`qsmbids.recon.veins.vein_mask`, the true deep nuclei
+  excluded, as the atlas's would be) is scored per probe vein by Dice against the
+  voxels at least half filled by the vein;
+- the venous susceptibility (:func:`qsmbids.recon.veins.venous_measure`) is measured
+  over the probe veins along B0, across B0, and over the whole vein mask, relative to
+  the ventricles' CSF (water), and turned into OEF;
+- SWI, its minIP and the venogram are timed on the run's 1 mm arrays.
+
+Targets (issue 19): Dice >= 0.7 for veins >= 1.5 mm; venous susceptibility within
+0.03 ppm and OEF within 0.05 of the truth, along and across B0; SWI + minIP + venogram
+<= 10 s at 1 mm on 2 cores.
+
+Run: ``.venv/bin/python benchmarks/bench_veins.py [--voxel MM] [--snr X]``
+(needs the ``validation`` extra; about 4 minutes at 1 mm). Written under
+``$QSMBIDS_BENCH_DIR`` (default /tmp/qsmbids-bench-veins); the simulation is reused,
+the reconstruction redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import scipy.ndimage as ndi
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from qsmbids.recon import swi, veins  # noqa: E402
+from qsmbids.sim.phantom import grid_coordinates, phantom_grid  # noqa: E402
+from qsmbids.sim.veins import VenousBlood, probe_vein_labels, probe_veins  # noqa: E402
+from qsmbids.validation.peer_heads import PeerHeadCase, simulate_peer_head  # noqa: E402
+from qsmbids.validation.realdata import run_participant  # noqa: E402
+
+ROOT = Path(os.environ.get("QSMBIDS_BENCH_DIR", "/tmp/qsmbids-bench-veins"))
+BLOOD = VenousBlood(oef=0.35, hematocrit=0.42)
+DICE_TARGET, CHI_TARGET_PPM, OEF_TARGET, TIME_TARGET_S = 0.7, 0.03, 0.05, 10.0
+#: qsm-ci segmentation labels: 1-7 the deep nuclei, 10 CSF
+NUCLEI_SEG, CSF_SEG = range(1, 8), 10
+
+
+def _load(path: Path) -> np.ndarray:
+    return np.asarray(nib.load(str(path)).dataobj, np.float32)
+
+
+def _one(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.rglob(pattern))
+    if not found:
+        raise FileNotFoundError(f"no {pattern} under {folder}")
+    return found[0]
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / total) if total else float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--voxel", type=float, default=1.0, help="voxel size, mm")
+    parser.add_argument("--snr", type=float, default=80.0, help="qsm-forward peak SNR")
+    args = parser.parse_args(argv)
+    case = PeerHeadCase(f"veins{int(args.voxel * 10)}", voxel_size_mm=(args.voxel,) * 3,
+                        phantom_voxel_mm=args.voxel, peak_snr=args.snr, venous_blood=BLOOD)
+    folder = ROOT / case.name
+    t0 = time.perf_counter()
+    head = simulate_peer_head(case, folder)
+    print(f"  qsm-forward head ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    out, work = folder / "out", folder / "work"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    run = run_participant(head.bids_dir, out, work, ["--atlas", "none"])
+    if run.returncode != 0:
+        raise SystemExit(f"qsmbids exited {run.returncode}:\n{run.log[-3000:]}")
+    print(f"  pipeline done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    chi = _load(_one(out, "*_space-orig_desc-wholebrain_Chimap.nii.gz"))
+    mask = _load(_one(out, "*_space-orig_desc-brain_mask.nii.gz")) > 0.5
+    field = _load(_one(out, "*_space-orig_desc-localfield_fieldmap.nii.gz"))
+    mag_files = sorted(head.bids_dir.rglob("*_part-mag_MEGRE.nii*"))
+    magnitude = np.stack([_load(p) for p in mag_files], axis=-1)
+    _, _, seg = head.load_truth()
+    voxel = (args.voxel,) * 3
+
+    # SWI, minIP, venogram: timed as the pipeline would run them
+    t0 = time.perf_counter()
+    image = swi.susceptibility_weighted_image(magnitude, field, mask)
+    minip = swi.slab_projection(image, mask, voxel, "min")
+    venogram = swi.slab_projection(chi, mask, voxel, "max")
+    t_swi = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    nuclei = np.isin(seg, NUCLEI_SEG)
+    found = veins.vein_mask(chi, mask, voxel, exclude=nuclei)
+    t_mask = time.perf_counter() - t0
+
+    shape, affine = phantom_grid(args.voxel)
+    if shape != chi.shape:
+        raise SystemExit(f"the run's grid {chi.shape} is not the phantom's {shape}")
+    probes = probe_veins()
+    truth = probe_vein_labels(shape, affine, probes)
+    csf = ndi.binary_erosion((seg == CSF_SEG) & mask, iterations=1)
+    csf_chi = float(np.median(chi[csf]))
+    print(f"\nveins at {args.voxel:g} mm, qsm-forward SNR {args.snr:g}; blood OEF "
+          f"{BLOOD.oef}, Hct {BLOOD.hematocrit}: {BLOOD.chi_ppm:.3f} ppm relative to water; "
+          f"CSF reference {csf_chi:+.4f} ppm in the map ({int(csf.sum())} voxels)")
+    print(f"vein mask {int(found.sum())} voxels ({t_mask:.1f} s); SWI + minIP + venogram "
+          f"{t_swi:.1f} s (target {TIME_TARGET_S:g} s: "
+          f"{'met' if t_swi <= TIME_TARGET_S else 'MISSED'})\n")
+    print(f"| {'probe vein':<18} | {'Dice':>5} | {'true vox':>8} | {'found':>6} | "
+          f"{'peak chi - CSF':>14} |")
+    print("|---|---|---|---|---|")
+    near = {}
+    for k, probe in enumerate(probes, start=1):
+        lo, hi = probe.shape.bbox()
+        box = np.ones(shape, bool)
+        coords = grid_coordinates(shape, affine)
+        for a in range(3):
+            box &= (coords[a] >= lo[a] - 4) & (coords[a] <= hi[a] + 4)
+        near[probe.name] = box
+        dice = _dice(found & box, truth == k)
+        peak = float(np.percentile(chi[truth == k], 90)) - csf_chi if (truth == k).any() \
+            else float("nan")
+        print(f"| {probe.name:<18} | {dice:5.2f} | {int((truth == k).sum()):8d} | "
+              f"{int((found & box).sum()):6d} | {peak:14.3f} |")
+    print(f"\n| {'veins measured':<30} | {'voxels':>6} | {'chi - CSF':>9} | {'error':>7} | "
+          f"{'OEF':>5} | {'error':>6} | target |")
+    print("|---|---|---|---|---|---|---|")
+    groups = {f"probes >= 1.5 mm {o}": [n for p in probes if p.diameter_mm >= 1.5
+                                        and p.orientation == o for n in [p.name]]
+              for o in ("along", "across")}
+    selections = {name: found & np.logical_or.reduce([near[n] for n in members])
+                  for name, members in groups.items()}
+    selections["whole vein mask"] = found
+    for name, selection in selections.items():
+        measure = veins.venous_measure(chi - csf_chi, selection, voxel,
+                                       hematocrit=BLOOD.hematocrit)
+        error = measure.chi_ppm - BLOOD.chi_ppm
+        oef_error = measure.oef - BLOOD.oef
+        met = abs(error) <= CHI_TARGET_PPM and abs(oef_error) <= OEF_TARGET
+        print(f"| {name:<30} | {measure.n_voxels:6d} | {measure.chi_ppm:9.3f} | "
+              f"{error:+7.3f} | {measure.oef:5.3f} | {oef_error:+6.3f} | "
+              f"{'met' if met else 'missed'} |")
+    big = [k for k, p in enumerate(probes, start=1) if p.diameter_mm >= 1.5]
+    dices = [_dice(found & near[probes[k - 1].name], truth == k) for k in big]
+    print(f"\nDice of the veins >= 1.5 mm: {min(dices):.2f}-{max(dices):.2f} "
+          f"(target {DICE_TARGET}: {'met' if min(dices) >= DICE_TARGET else 'MISSED'})")
+    np.save(folder / "vein_mask.npy", found)
+    _picture(minip, venogram, found, folder / "veins.png", axis=2,
+             index=int(np.rint(np.linalg.inv(affine) @ [0, 0, 40, 1])[2]))
+
+
+def _picture(minip: np.ndarray, venogram: np.ndarray, found: np.ndarray, path: Path, *,
+             axis: int, index: int) -> None:
+    """The SWI minIP, the venogram and the vein mask at the probe veins' height."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 5))
+    views = ((minip, "SWI minIP (8 mm)", "gray", None),
+             (venogram, "QSM venogram: MIP (8 mm), ppm", "gray", (-0.05, 0.4)),
+             (found.astype(np.float32), "vein mask", "gray", (0, 1)))
+    for ax, (image, title, cmap, window) in zip(axes, views, strict=True):
+        plane = np.take(image, index, axis=axis).T
+        low, high = window or np.percentile(plane[plane > 0], (1, 99.5))
+        ax.imshow(plane, cmap=cmap, origin="lower", vmin=low, vmax=high)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    print(f"picture: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Veins in a susceptibility map: a vein mask, venous susceptibility and OEF.
+
+Deoxygenated haemoglobin makes venous blood paramagnetic: relative to water (and to
+fully oxygenated blood, whose own shift is neglected),
+
+    delta_chi_vein = Hct x delta_chi_do x OEF
+
+with ``delta_chi_do`` the susceptibility difference between fully deoxygenated and
+fully oxygenated red cells, 3.39 ppm in SI units (0.27 ppm cgs x 4 pi; Spees et al.,
+MRM 2001; Jain et al., MRM 2012) and ``Hct`` the haematocrit (Fan et al., MRM 2014;
+Harada et al., RadioGraphics 2022). Inverting it gives the oxygen extraction fraction
+(OEF) from the susceptibility of large veins, where partial volumes and the
+regularisation of the inversion matter least.
+
+The vein mask combines Frangi's vesselness of the susceptibility map (bright tubes;
+scikit-image's implementation, Frangi et al., MICCAI 1998) with a susceptibility floor,
+inside the brain mask shrunk by a margin (its edge is where inversion errors and
+sinuses outside the mask live) and outside any excluded region (the deep nuclei,
+bright blobs that are not veins).
+
+Arrays are (x, y, z) voxel order; susceptibility in ppm, lengths in mm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+
+#: susceptibility difference between fully deoxygenated and oxygenated red blood
+#: cells, ppm (SI; 0.27 ppm cgs x 4 pi; Spees et al. 2001, Jain et al. 2012)
+DELTA_CHI_DO_PPM = 3.39
+#: haematocrit used when a participant's is not given (``participants.tsv`` column
+#: ``hematocrit``): a middle value of the adult range 0.40-0.45
+DEFAULT_HEMATOCRIT = 0.42
+#: vessel radii the vesselness looks for, mm
+DEFAULT_RADII_MM = (0.5, 1.0, 1.5)
+#: least susceptibility of a vein voxel, ppm (above the deep nuclei's typical values
+#: and below blood's ~0.5 ppm at OEF 0.35)
+DEFAULT_VEIN_CHI_MIN_PPM = 0.15
+#: least Frangi vesselness of a vein seed (0..1): vein centres reach 0.5-0.8 on
+#: qsm-forward heads at 1 mm, a round microbleed about 0.13
+DEFAULT_VESSELNESS_MIN = 0.3
+#: least diameter of the veins whose susceptibility is measured, mm
+DEFAULT_MEASURE_DIAMETER_MM = 2.0
+
+
+def venous_chi_from_oef(oef: float, hematocrit: float = DEFAULT_HEMATOCRIT) -> float:
+    """Susceptibility of venous blood relative to water (ppm) at ``oef`` (0..1)."""
+    _check_fraction(oef, "oef")
+    _check_fraction(hematocrit, "hematocrit")
+    return float(hematocrit * DELTA_CHI_DO_PPM * oef)
+
+
+def oef_from_venous_chi(delta_chi_ppm: float, hematocrit: float = DEFAULT_HEMATOCRIT
+                        ) -> float:
+    """Oxygen extraction fraction from the venous susceptibility relative to water.
+
+    Parameters
+    ----------
+    delta_chi_ppm
+        Susceptibility of venous blood relative to water (or CSF), ppm.
+    hematocrit
+        Haematocrit, 0..1.
+
+    Returns
+    -------
+    float
+        OEF (a fraction; plausible values 0.2-0.5, not clipped, so an implausible
+        measurement stays visible).
+    """
+    _check_fraction(hematocrit, "hematocrit")
+    if hematocrit == 0:
+        raise ValueError("hematocrit must be > 0")
+    return float(delta_chi_ppm / (DELTA_CHI_DO_PPM * hematocrit))
+
+
+def _check_fraction(value: float, name: str) -> None:
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {value}")
+
+
+def vesselness(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
+               radii_mm: Sequence[float] = DEFAULT_RADII_MM) -> np.ndarray:
+    """Frangi vesselness of bright tubes in a susceptibility map, inside ``mask``.
+
+    Computed on the mask's bounding box, with the map outside the mask set to its
+    median inside (so the mask's edge is not a ridge).
+
+    Parameters
+    ----------
+    chi_ppm
+        Susceptibility map, ppm, (x, y, z).
+    mask
+        Brain mask (bool), (x, y, z).
+    voxel_size_mm
+        Voxel edge lengths, mm; the scales are set from their mean (near-isotropic
+        voxels are assumed).
+    radii_mm
+        Vessel radii looked for, mm (Gaussian scales sigma = radius).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 in [0, 1], (x, y, z); 0 outside ``mask``.
+    """
+    from skimage.filters import frangi
+
+    chi = np.asarray(chi_ppm, np.float32)
+    mask = np.asarray(mask, bool)
+    out = np.zeros(chi.shape, np.float32)
+    if not mask.any():
+        return out
+    box = ndi.find_objects(mask.astype(np.uint8))[0]
+    sub_mask = mask[box]
+    sub = np.where(sub_mask, chi[box], np.float32(np.median(chi[mask])))
+    spacing = float(np.mean(voxel_size_mm))
+    sigmas = [max(r / spacing, 0.5) for r in radii_mm]
+    response = frangi(sub, sigmas=sigmas, black_ridges=False).astype(np.float32)
+    out[box] = np.where(sub_mask, response, 0.0)
+    return out
+
+
+def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequence[float],
+              *, exclude: np.ndarray | None = None,
+              chi_min_ppm: float = DEFAULT_VEIN_CHI_MIN_PPM,
+              vesselness_min: float = DEFAULT_VESSELNESS_MIN,
+              edge_margin_mm: float = 3.0, exclude_margin_mm: float = 2.0,
+              min_volume_mm3: float = 8.0, min_elongation: float = 3.0,
+              radii_mm: Sequence[float] = DEFAULT_RADII_MM) -> np.ndarray:
+    """Veins of a susceptibility map: bright, tubular, away from the brain edge and nuclei.
+
+    Seeds are the voxels whose susceptibility is at least ``chi_min_ppm`` and whose
+    vesselness is at least ``vesselness_min``, at least ``edge_margin_mm`` inside the
+    brain mask and ``exclude_margin_mm`` from ``exclude``. Each vein then holds the
+    voxels connected to its seeds that are above half its local peak (relative to the
+    brain's median susceptibility): the half-maximum width, which for a vein blurred
+    by the voxel grid and the inversion marks the voxels at least half filled with
+    blood. In veins thinner than a few voxels the peak itself is lowered by partial
+    volume, so there the level is the blood's susceptibility measured on the large
+    veins' centre lines (:func:`venous_measure`) when it is higher. Components
+    smaller than ``min_volume_mm3`` are dropped, and so are those that are not
+    elongated (longest principal axis under ``min_elongation`` times the
+    shortest and under 20 mm: microbleeds, calcification rims).
+
+    Parameters
+    ----------
+    chi_ppm
+        Susceptibility map, ppm, (x, y, z).
+    brain_mask
+        Brain mask (bool), (x, y, z).
+    voxel_size_mm
+        Voxel edge lengths, mm.
+    exclude
+        Regions that are not veins (bool), e.g. the deep nuclei from the atlas.
+    chi_min_ppm, vesselness_min, edge_margin_mm, exclude_margin_mm, min_volume_mm3,
+    min_elongation, radii_mm
+        See above.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, (x, y, z).
+    """
+    chi = np.asarray(chi_ppm, np.float32)
+    brain = np.asarray(brain_mask, bool)
+    voxel = np.asarray(voxel_size_mm, float)
+    inside = ndi.distance_transform_edt(brain, sampling=voxel) >= edge_margin_mm
+    if exclude is not None and np.any(exclude):
+        inside &= ndi.distance_transform_edt(~np.asarray(exclude, bool),
+                                             sampling=voxel) >= exclude_margin_mm
+    v = vesselness(chi, brain, voxel, radii_mm)
+    seeds = inside & (chi >= chi_min_ppm) & (v >= vesselness_min)
+    if not seeds.any():
+        return seeds
+    background = np.float32(np.median(chi[brain]))
+    reach = [max(1, int(np.ceil(max(radii_mm) / d))) for d in voxel]
+    peak = ndi.maximum_filter(np.where(seeds, chi, background),
+                              size=[2 * r + 1 for r in reach])
+
+    def half_maximum(level: np.ndarray) -> np.ndarray:
+        half = inside & (chi - background >= 0.5 * (level - background)) & (level > background)
+        labels, _ = ndi.label(half)
+        return np.isin(labels, np.unique(labels[seeds & half])) & (labels > 0)
+
+    veins = half_maximum(peak)
+    # A thin vein's own peak is lowered by its partial volume, and half of it would
+    # take in the rim around it: where the large veins give the blood's value, half
+    # of that is the least a voxel at least half filled with blood can hold.
+    blood = venous_measure(chi, veins, voxel).chi_ppm
+    if np.isfinite(blood) and blood > background:
+        veins = half_maximum(np.maximum(peak, np.float32(blood)))
+    return _tubular_components(veins, voxel, min_volume_mm3, min_elongation)
+
+
+def _tubular_components(mask: np.ndarray, voxel: np.ndarray, min_volume_mm3: float,
+                        min_elongation: float) -> np.ndarray:
+    """The components of ``mask`` of at least ``min_volume_mm3`` that are elongated:
+    their longest principal axis at least ``min_elongation`` times their shortest
+    (scikit-image's ``regionprops``), or at least 20 mm long (a branching network).
+    A round microbleed or calcification rim is bright and, at its edges, tube-like to
+    Frangi's filter, but it is not elongated."""
+    from skimage.measure import regionprops
+
+    labels, n = ndi.label(mask)
+    keep = np.zeros(n + 1, bool)
+    for region in regionprops(labels, spacing=tuple(voxel)):
+        if region.area < min_volume_mm3:  # area is the volume (mm^3) with spacing
+            continue
+        major, minor = region.axis_major_length, region.axis_minor_length
+        keep[region.label] = major >= 20.0 or major >= min_elongation * max(minor, 1e-6)
+    return keep[labels]
+
+
+@dataclass(frozen=True)
+class VenousMeasure:
+    """Susceptibility of the large veins and the OEF it implies.
+
+    Attributes
+    ----------
+    chi_ppm
+        Median susceptibility along the centre lines of the veins measured, ppm,
+        relative to the map's reference (NaN when there are none).
+    n_voxels
+        Centre-line voxels measured.
+    min_diameter_mm
+        The least vein diameter measured, mm.
+    hematocrit
+        Haematocrit used.
+    oef
+        ``chi_ppm / (DELTA_CHI_DO_PPM x hematocrit)`` (NaN when not measured).
+    """
+
+    chi_ppm: float
+    n_voxels: int
+    min_diameter_mm: float
+    hematocrit: float
+    oef: float
+
+
+def venous_measure(chi_ppm: np.ndarray, veins: np.ndarray, voxel_size_mm: Sequence[float],
+                   *, hematocrit: float = DEFAULT_HEMATOCRIT,
+                   min_diameter_mm: float = DEFAULT_MEASURE_DIAMETER_MM) -> VenousMeasure:
+    """Venous susceptibility along the centre lines of the large veins, and OEF.
+
+    A vein's centre line is the ridge of the mask's distance transform (the voxels
+    deepest among their 3x3x3 neighbours: the medial axis, free of noise, unlike the
+    susceptibility's own maxima); a centre-line voxel's vein diameter is ``2 d - v``,
+    with ``d`` its distance to the mask's edge and ``v`` the mean voxel size. Only
+    veins at least ``min_diameter_mm`` wide are measured: in thinner ones the voxel
+    and the inversion's smoothing lower the peak below the blood's value.
+
+    Parameters
+    ----------
+    chi_ppm
+        Susceptibility map, ppm, (x, y, z), referenced to water or CSF for the OEF
+        to hold (a whole-brain reference shifts it by chi_CSF - mean brain chi).
+    veins
+        Vein mask (bool), (x, y, z), from :func:`vein_mask`.
+    voxel_size_mm
+        Voxel edge lengths, mm.
+    hematocrit
+        Haematocrit (0..1).
+    min_diameter_mm
+        The least vein diameter measured, mm.
+
+    Returns
+    -------
+    VenousMeasure
+    """
+    _check_fraction(hematocrit, "hematocrit")
+    veins = np.asarray(veins, bool)
+    chi = np.asarray(chi_ppm, np.float32)
+    voxel = np.asarray(voxel_size_mm, float)
+    core = np.zeros(veins.shape, bool)
+    if veins.any():
+        box = ndi.find_objects(veins.astype(np.uint8))[0]
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        inside = veins[box]
+        depth = ndi.distance_transform_edt(np.pad(inside, 1), sampling=voxel)[
+            1:-1, 1:-1, 1:-1]
+        ridge = depth >= ndi.maximum_filter(depth, size=3)
+        core[box] = inside & ridge & (2 * depth - voxel.mean() >= min_diameter_mm)
+    n = int(core.sum())
+    if n == 0:
+        return VenousMeasure(float("nan"), 0, float(min_diameter_mm), float(hematocrit),
+                             float("nan"))
+    value = float(np.median(chi[core]))
+    return VenousMeasure(value, n, float(min_diameter_mm), float(hematocrit),
+                         oef_from_venous_chi(value, hematocrit))

@@ -1,0 +1,174 @@
+"""SWI, slab projections, the vein mask, venous susceptibility and OEF against truth.
+
+The truths are analytic (OEF constants, a field's scale, brute-force projections) or
+exact partial volumes: tubes of known diameter are rasterised by supersampling each
+voxel, so a voxel's susceptibility is its blood fraction times the blood's value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qsmbids.recon import swi, veins
+
+BLOOD_PPM = veins.venous_chi_from_oef(0.35, 0.42)
+TISSUE_PPM = -0.02
+
+
+def test_oef_constants_and_round_trip():
+    assert veins.DELTA_CHI_DO_PPM == pytest.approx(4 * np.pi * 0.27, abs=0.005)
+    assert BLOOD_PPM == pytest.approx(0.42 * 3.39 * 0.35)
+    assert veins.oef_from_venous_chi(BLOOD_PPM, 0.42) == pytest.approx(0.35)
+    assert veins.oef_from_venous_chi(0.3, 0.40) == pytest.approx(0.3 / (3.39 * 0.40))
+    with pytest.raises(ValueError, match="hematocrit"):
+        veins.oef_from_venous_chi(0.3, 1.4)
+    with pytest.raises(ValueError, match="oef"):
+        veins.venous_chi_from_oef(-0.1)
+
+
+def _tubes(shape, tubes, supersample: int = 6) -> np.ndarray:
+    """Blood fraction of each voxel (1 mm grid) for straight tubes given as
+    (axis, (centre a, centre b) of the two other axes in voxels, diameter mm)."""
+    fraction = np.zeros(shape, np.float32)
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    grid = np.indices(shape).astype(np.float32)
+    for axis, centre, diameter in tubes:
+        others = [a for a in range(3) if a != axis]
+        inside = np.zeros(shape, np.float32)
+        for du in offsets:
+            for dv in offsets:
+                r2 = ((grid[others[0]] + du - centre[0]) ** 2
+                      + (grid[others[1]] + dv - centre[1]) ** 2)
+                inside += r2 < (diameter / 2) ** 2
+        ends = (grid[axis] >= 6) & (grid[axis] < shape[axis] - 6)
+        fraction = np.maximum(fraction, inside / supersample**2 * ends)
+    return fraction
+
+
+@pytest.fixture(scope="module")
+def vein_phantom():
+    """A 64^3 1 mm volume: white-matter-like background with noise, veins of 1.5, 2,
+    3 and 4 mm along z and along x, a bright nucleus (excluded, as the atlas's
+    nuclei are) and a bright sphere (a microbleed: round, not a vein)."""
+    rng = np.random.default_rng(0)
+    shape = (64, 64, 64)
+    along = [(2, (14.3, 14.2), 1.5), (2, (14.3, 30.2), 2.0), (2, (30.3, 14.2), 3.0),
+             (2, (30.3, 30.2), 4.0)]
+    across = [(0, (48.3, 16.2), 1.5), (0, (48.3, 26.2), 2.0), (0, (48.3, 36.2), 3.0),
+              (0, (48.3, 47.2), 4.0)]
+    fractions = [_tubes(shape, [t]) for t in along + across]
+    blood = np.max(fractions, axis=0)
+    chi = TISSUE_PPM + blood * (BLOOD_PPM - TISSUE_PPM)
+    grid = np.indices(shape)
+    nucleus = ((grid[0] - 45) / 6.0) ** 2 + ((grid[1] - 45) / 4.0) ** 2 \
+        + ((grid[2] - 20) / 4.0) ** 2 <= 1
+    sphere = ((grid[0] - 46) ** 2 + (grid[1] - 20) ** 2 + (grid[2] - 20) ** 2) <= 2.5**2
+    chi[nucleus] = 0.18
+    chi[sphere] = 0.6
+    chi += rng.normal(0, 0.005, shape).astype(np.float32)
+    brain = np.zeros(shape, bool)
+    brain[2:-2, 2:-2, 2:-2] = True
+    diameters = [t[2] for t in along + across]
+    return chi.astype(np.float32), brain, nucleus, sphere, fractions, diameters
+
+
+def test_vein_mask_finds_the_veins_and_not_the_nucleus_or_a_microbleed(vein_phantom):
+    chi, brain, nucleus, sphere, fractions, diameters = vein_phantom
+    found = veins.vein_mask(chi, brain, (1, 1, 1), exclude=nucleus, edge_margin_mm=1.0)
+    for fraction, diameter in zip(fractions, diameters, strict=True):
+        truth = fraction >= 0.5
+        near = np.zeros_like(truth)
+        near[tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in
+                   __import__("scipy.ndimage").ndimage.find_objects(
+                       (fraction > 0).astype(np.uint8))[0])] = True
+        dice = 2 * (found & near & truth).sum() / ((found & near).sum() + truth.sum())
+        assert dice >= 0.7, f"{diameter} mm vein: Dice {dice:.2f}"
+    assert not (found & nucleus).any()
+    assert (found & sphere).sum() <= 0.2 * sphere.sum()
+
+
+def test_venous_susceptibility_and_oef_of_the_large_veins(vein_phantom):
+    chi, brain, nucleus, _, _, _ = vein_phantom
+    found = veins.vein_mask(chi, brain, (1, 1, 1), exclude=nucleus, edge_margin_mm=1.0)
+    measure = veins.venous_measure(chi, found, (1, 1, 1), hematocrit=0.42,
+                                   min_diameter_mm=3.0)
+    assert measure.n_voxels >= 40
+    # partial volumes lower only the rims; the centre lines carry the blood's value
+    assert measure.chi_ppm == pytest.approx(BLOOD_PPM, abs=0.02)
+    assert measure.oef == pytest.approx(0.35, abs=0.02)
+    none = veins.venous_measure(chi, found, (1, 1, 1), min_diameter_mm=20.0)
+    assert none.n_voxels == 0 and np.isnan(none.chi_ppm) and np.isnan(none.oef)
+
+
+def test_phase_mask_is_bounded_monotonic_and_scale_free():
+    field = np.linspace(-2.0, 2.0, 64, dtype=np.float32).reshape(4, 4, 4)
+    mask = np.ones(field.shape, bool)
+    mask[0] = False
+    weights = swi.phase_mask(field, mask)
+    assert weights.min() >= 0 and weights.max() <= 1
+    assert np.all(weights[~mask] == 1)
+    inside = np.argsort(field[mask])
+    assert np.all(np.diff(weights[mask][inside]) <= 1e-7)   # darker as the field rises
+    assert np.allclose(swi.phase_mask(7.5 * field, mask), weights, atol=1e-6)  # Hz or ppm
+    assert np.allclose(swi.phase_mask(-np.abs(field), mask)[mask] >= 0.88, True)
+
+
+def test_swi_darkens_a_paramagnetic_vein_along_b0():
+    """A vein along B0 shifts the field inside it by chi/3 (Lorentz-corrected
+    infinite cylinder) and not outside: the SWI there is darker than the tissue, and
+    the SNR-weighted magnitude is the root sum of squares over echoes."""
+    shape = (24, 24, 24)
+    inside = _tubes(shape, [(2, (12.0, 12.0), 4.0)]) >= 0.5
+    field = np.where(inside, BLOOD_PPM / 3, 0.0).astype(np.float32)
+    field += np.random.default_rng(1).normal(0, 0.01, shape).astype(np.float32)
+    magnitude = np.stack([np.full(shape, m, np.float32) for m in (1.0, 0.8, 0.6)], axis=-1)
+    image = swi.susceptibility_weighted_image(magnitude, field, np.ones(shape, bool))
+    assert np.allclose(swi.combine_echo_magnitudes(magnitude), np.sqrt(2.0))
+    assert image[inside].mean() < 0.5 * image[~inside].mean()
+
+
+def test_slab_projections_match_a_brute_force_window():
+    rng = np.random.default_rng(2)
+    volume = rng.normal(size=(6, 7, 12)).astype(np.float32)
+    mask = rng.random(volume.shape) > 0.3
+    for kind, pick in (("min", np.min), ("max", np.max)):
+        out = swi.slab_projection(volume, mask, (1.0, 1.0, 2.0), kind, axis=2, slab_mm=6.0)
+        for z in range(volume.shape[2]):          # 6 mm at 2 mm: 3 slices, centred
+            window = slice(max(z - 1, 0), z + 2)
+            values = np.where(mask[:, :, window], volume[:, :, window], np.nan)
+            has = mask[:, :, window].any(axis=2)
+            expected = np.where(has, pick(np.where(np.isnan(values), np.inf if kind == "min"
+                                                   else -np.inf, values), axis=2), 0.0)
+            np.testing.assert_allclose(out[:, :, z], expected, rtol=1e-6)
+
+
+def test_the_projection_axis_follows_the_head_not_the_array():
+    axial = np.diag([1.0, 1.0, 1.0, 1.0])
+    sagittal = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+    tilt = np.deg2rad(25)
+    oblique = np.eye(4)
+    oblique[1:3, 1:3] = [[np.cos(tilt), -np.sin(tilt)], [np.sin(tilt), np.cos(tilt)]]
+    assert swi.superior_axis(axial) == 2
+    assert swi.superior_axis(sagittal) == 0
+    assert swi.superior_axis(oblique @ np.diag([0.9, 0.9, 2.0, 1.0])) == 2
+
+
+def test_probe_veins_of_the_simulator_have_their_diameter_and_blood():
+    from qsmbids.sim.phantom import phantom_grid
+    from qsmbids.sim.veins import PROBE_VEIN_DIAMETERS_MM, VenousBlood, probe_vein_labels, \
+        probe_veins
+
+    assert VenousBlood(0.35, 0.42).chi_ppm == pytest.approx(BLOOD_PPM)
+    probes = probe_veins()
+    assert sorted({p.diameter_mm for p in probes}) == list(PROBE_VEIN_DIAMETERS_MM)
+    assert {p.orientation for p in probes} == {"along", "across"}
+    shape, affine = phantom_grid(1.0)
+    labels = probe_vein_labels(shape, affine, probes)
+    for k, probe in enumerate(probes, start=1):
+        if probe.diameter_mm < 3:
+            continue
+        length = 28.0
+        per_mm = (labels == k).sum() / length      # voxels per 1 mm slice
+        area = np.pi * probe.diameter_mm**2 / 4
+        assert per_mm == pytest.approx(area, rel=0.2), probe.name
