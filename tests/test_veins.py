@@ -172,3 +172,88 @@ def test_probe_veins_of_the_simulator_have_their_diameter_and_blood():
         per_mm = (labels == k).sum() / length      # voxels per 1 mm slice
         area = np.pi * probe.diameter_mm**2 / 4
         assert per_mm == pytest.approx(area, rel=0.2), probe.name
+
+
+def test_the_vein_workflow_writes_its_images_and_the_oef_table(vein_phantom, tmp_path):
+    """init_vein_wf alone on the 1 mm vein phantom: SWI, minIP, venogram and vein mask
+    on the input grid, and a one-row table whose OEF is the phantom's (no atlas: the
+    venous susceptibility is relative to the map's own zero, here water)."""
+    import nibabel as nib
+
+    from qsmbids.stats.tables import read_tsv
+    from qsmbids.workflows.settings import Settings
+    from qsmbids.workflows.veins import init_vein_wf
+
+    chi, brain, _, _, fractions, _ = vein_phantom
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    field = np.where(np.max(fractions, axis=0) > 0.5, BLOOD_PPM / 3, 0).astype(np.float32)
+    magnitude = np.stack([np.full(chi.shape, m, np.float32) for m in (1.0, 0.7)], axis=-1)
+    paths = {}
+    for name, data in (("chi", chi), ("local_field", field), ("magnitude", magnitude),
+                       ("mask", brain.astype(np.uint8))):
+        paths[name] = str(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(data, affine), paths[name])
+    settings = Settings(bids_dir=tmp_path, output_dir=tmp_path / "out", work_dir=tmp_path)
+    wf = init_vein_wf(settings, chi.shape, hematocrit=0.42, hematocrit_source="test")
+    wf.base_dir = str(tmp_path / "work")
+    for name, path in paths.items():
+        setattr(wf.inputs.inputnode, name, path)
+    result = wf.run()
+    node = next(n for n in result.nodes() if n.name == "veins")
+    outputs = node.result.outputs
+    for kind in ("swi", "minip", "venogram", "veins"):
+        assert nib.load(getattr(outputs, kind)).shape == chi.shape
+    row = read_tsv(outputs.veins_table)[0]
+    assert row["reference"] == "map" and row["hematocrit_source"] == "test"
+    assert row["n_voxels"] > 0 and row["oef"] == pytest.approx(0.35, abs=0.03)
+    venogram = np.asarray(nib.load(outputs.venogram).dataobj)
+    assert venogram.max() == pytest.approx(chi[brain].max(), abs=1e-5)
+
+
+@pytest.mark.parametrize(("venous", "flagged"), [
+    ((0.35, 120), False), ((0.08, 380), True), ((0.75, 50), True),
+    ((float("nan"), 0), True), (None, False)])
+def test_an_implausible_or_missing_oef_is_a_qc_flag(venous, flagged):
+    from qsmbids.report.qc_metrics import CRITICAL_CODES, compute_run_qc, qc_warnings
+
+    mask = np.zeros((20, 20, 20), bool)
+    mask[4:16, 4:16, 4:16] = True
+    qc = compute_run_qc(mask, (1.0, 1.0, 1.0), venous=venous)
+    codes = [w.code for w in qc_warnings(qc)]
+    assert ("venous_oef" in codes) == flagged
+    assert "venous_oef" in CRITICAL_CODES
+
+
+def test_hematocrit_from_participants_tsv(tmp_path):
+    from qsmbids.bids.participants import read_hematocrits
+
+    (tmp_path / "participants.tsv").write_text(
+        "participant_id\tage\tHct\nsub-01\t30\t0.44\nsub-02\t40\t41\nsub-03\t50\tn/a\n"
+        "sub-04\t60\t4.1\n")
+    values, problems = read_hematocrits(tmp_path)
+    assert values == {"01": pytest.approx(0.44), "02": pytest.approx(0.41)}
+    assert len(problems) == 1 and "sub-04" in problems[0] and "4.1" in problems[0]
+    assert read_hematocrits(tmp_path / "nowhere") == ({}, [])
+
+
+def test_the_cohort_venous_table_joins_participants(tmp_path):
+    from qsmbids.stats.tables import read_tsv, write_cohort_veins_table
+
+    out = tmp_path / "out"
+    for label, oef in (("01", 0.31), ("02", 0.38)):
+        folder = out / f"sub-{label}" / "anat"
+        folder.mkdir(parents=True)
+        table = folder / f"sub-{label}_space-orig_desc-veins_stats.tsv"
+        table.write_text("venous_chi\tn_voxels\thematocrit\toef\n"
+                         f"{oef * 3.39 * 0.42:.4f}\t50\t0.42\t{oef}\n")
+        table.with_suffix(".json").write_text(
+            '{"Measure": "Veins", "oef": {"Description": "OEF"}}')
+    participants = tmp_path / "participants.tsv"
+    participants.write_text("participant_id\tage\thematocrit\nsub-01\t30\t45\nsub-02\t70\tn/a\n")
+    path = write_cohort_veins_table(out, participants_tsv=participants)
+    rows = read_tsv(path)
+    assert [r["participant_id"] for r in rows] == ["sub-01", "sub-02"]
+    assert [r["oef"] for r in rows] == [0.31, 0.38] and rows[1]["age"] == 70
+    header = path.read_text().splitlines()[0].split("\t")
+    assert header.count("hematocrit") == 1 and rows[0]["hematocrit"] == 0.42
+    assert write_cohort_veins_table(tmp_path / "empty") is None

@@ -10,6 +10,8 @@ from pathlib import Path
 from qsmbids.bids.discovery import DiscoveryError, load_bids_filters
 from qsmbids.cli.exit_codes import ExitCode
 from qsmbids.cli.parser import PROG
+from qsmbids.recon.swi import DEFAULT_SLAB_MM
+from qsmbids.recon.veins import DEFAULT_HEMATOCRIT
 from qsmbids.workflows.settings import Settings
 
 
@@ -43,6 +45,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         registration=getattr(args, "registration", None),
         registration_contrast=getattr(args, "registration_contrast", None),
         deterministic=getattr(args, "deterministic", False),
+        veins=getattr(args, "veins", True),
+        hematocrit=getattr(args, "hematocrit", DEFAULT_HEMATOCRIT),
+        slab_mm=getattr(args, "slab_mm", DEFAULT_SLAB_MM),
         plugin=args.plugin, plugin_args=json.dumps(args.plugin_args or {}),
         omp_nthreads=args.omp_nthreads or 0, overwrite=args.overwrite,
         verbose=args.verbose, progress=args.progress, **resources)

@@ -71,7 +71,7 @@ def compare_to_truth(bids_dir: Path, derivatives: Path) -> list[dict[str, object
         folder = derivatives / f"sub-{run.subject}"
         if run.session:
             folder = folder / f"ses-{run.session}"
-        tables = sorted((folder / "anat").glob(f"{run.prefix}_*_stats.tsv"))
+        tables = sorted((folder / "anat").glob(f"{run.prefix}_*_atlas-*_stats.tsv"))
         if not tables:
             continue
         truth = _truth_means(bids_dir, run.prefix, run.subject, run.session)

@@ -28,7 +28,11 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
     """
     from qsmbids.atomic import output_lock
     from qsmbids.derivatives.dataset import init_output_dir
-    from qsmbids.stats.tables import TableError, write_cohort_tables
+    from qsmbids.stats.tables import (
+        TableError,
+        write_cohort_tables,
+        write_cohort_veins_table,
+    )
 
     if stream == "stderr":
         stream = sys.stderr
@@ -50,6 +54,12 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
         return int(ExitCode.RUNS_FAILED)
     say(f"qsmbids: wrote {long_path}")
     say(f"qsmbids: wrote {wide_path}")
+    with output_lock(settings.output_dir):
+        veins_path = write_cohort_veins_table(
+            settings.output_dir, participants_tsv=participants if participants.is_file()
+            else None)
+    if veins_path is not None:
+        say(f"qsmbids: wrote {veins_path}")
     try:
         from qsmbids.report.group import write_group_report
 

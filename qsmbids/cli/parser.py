@@ -18,7 +18,9 @@ from typing import NoReturn
 
 from qsmbids import __version__
 from qsmbids.cli.exit_codes import ExitCode
+from qsmbids.recon.swi import DEFAULT_SLAB_MM
 from qsmbids.recon.units import FIELD_MAP_UNITS
+from qsmbids.recon.veins import DEFAULT_HEMATOCRIT
 from qsmbids.workflows.settings import (
     BG_REMOVAL,
     DEFAULT_PRESET,
@@ -204,6 +206,16 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                            "(the nuclei are faint on T1w and magnitude); anatomy: the "
                            "anatomical registration alone (it then runs beside the "
                            "reconstruction instead of after it)")
+    meth.add_argument("--no-veins", dest="veins", action="store_false",
+                      help="skip the vein outputs (SWI, its minIP, the QSM venogram, the "
+                           "vein mask and the venous susceptibility/OEF table)")
+    meth.add_argument("--hematocrit", type=float, default=DEFAULT_HEMATOCRIT, metavar="HCT",
+                      help="haematocrit (fraction) for the OEF of participants without a "
+                           "'hematocrit' value in participants.tsv (default: "
+                           f"{DEFAULT_HEMATOCRIT})")
+    meth.add_argument("--slab-mm", type=float, default=DEFAULT_SLAB_MM, metavar="MM",
+                      help="slab thickness of the SWI minIP and the QSM venogram, mm "
+                           f"(default: {DEFAULT_SLAB_MM:g})")
     meth.add_argument("--deterministic", action="store_true",
                       help="repeatable ANTs registration: fixed random seed and one thread "
                            "(about twice as slow); default: --omp-nthreads threads, results "

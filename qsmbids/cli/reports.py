@@ -23,8 +23,9 @@ from qsmbids.workflows.settings import Settings
 
 LOGGER = logging.getLogger("qsmbids")
 
-#: the sidecars that carry a run's QC flags
-FLAGGED_KINDS = ("chi", "chi_template")
+#: the sidecars that carry a run's QC flags (the venous table's too: its OEF is a
+#: number users put into their statistics)
+FLAGGED_KINDS = ("chi", "chi_template", "veins_table")
 
 
 def _existing(path: Path) -> Path | None:
@@ -62,14 +63,33 @@ def run_report_inputs(settings: Settings, run: GreRun, context: NameContext,
         atlas = load_atlas(atlas_dir, check_images=False)
         extra["regions"] = dict(atlas.regions)
         extra["references"] = dict(atlas.references)
+    extra.update(_venous_fields(out("veins_table")))
     magnitude = run.magnitude[0] if run.magnitude else out("magnitude")
     return RunReportInputs(
         participant_id=f"sub-{run.subject}", run_id=run.prefix,
         session_id=f"ses-{run.session}" if run.session else None,
         magnitude=magnitude, mask=out("mask"), field=out("totalfield"),
         local_field=out("localfield"), qsm=out("chi"), r2star=out("r2star"),
-        dseg=dseg, regional_tsv=out("regions"),
+        dseg=dseg, regional_tsv=out("regions"), minip=out("minip"),
+        venogram=out("venogram"),
         registration_similarity=similarity, warnings=tuple(run.notes), **extra)
+
+
+def _venous_fields(table: Path | None) -> dict:
+    """``venous_oef`` and ``venous_voxels`` from a run's venous table (none: {})."""
+    if table is None:
+        return {}
+    from qsmbids.stats.tables import TableError, read_tsv
+
+    try:
+        row = read_tsv(table)[0]
+    except (TableError, IndexError):
+        return {}
+    if row.get("note") and "measured at" in str(row["note"]):
+        return {}  # too coarse to measure: said in the table, not a QC flag
+    oef = row.get("oef")
+    return {"venous_oef": float("nan") if oef is None else float(oef),
+            "venous_voxels": int(row.get("n_voxels") or 0)}
 
 
 def _sidecar_steps(image: Path, *, tolerant: bool = False) -> list[dict]:

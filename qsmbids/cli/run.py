@@ -308,6 +308,13 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
     from qsmbids.workflows.base import RunInputs
 
     runs = list(discovery.runs)
+    hematocrits: dict[str, float] = {}
+    if settings.veins:
+        from qsmbids.bids.participants import HEMATOCRIT_SOURCE, read_hematocrits
+
+        hematocrits, problems = read_hematocrits(settings.bids_dir)
+        for problem in problems:
+            say(f"qsmbids: warning: {problem}")
     if settings.field_map is not None:
         runs, set_aside = _with_user_field_maps(settings, runs)
         outcomes += set_aside
@@ -326,7 +333,9 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
             outcomes.append(RunOutcome(run.prefix, "failed", "; ".join(problems)))
             continue
         try:
-            todo.append(RunInputs(run, resolve_user_mask(settings, run), atlas_dir, context))
+            hct = hematocrits.get(run.subject)
+            todo.append(RunInputs(run, resolve_user_mask(settings, run), atlas_dir, context,
+                                  hematocrit=None if hct is None else (hct, HEMATOCRIT_SOURCE)))
         except SetupError as exc:
             outcomes.append(RunOutcome(run.prefix, "failed", str(exc)))
     n_total = len(discovery.runs) + len(discovery.problems)

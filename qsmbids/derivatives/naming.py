@@ -89,6 +89,19 @@ OUTPUT_KINDS: dict[str, OutputKind] = {
     "regions": OutputKind((("space", "orig"), ("atlas", "{atlas}"), ("desc", "{ref}")),
                           "stats", ".tsv", "ppm",
                           "Regional susceptibility statistics"),
+    # suffixes swi and minIP as proposed for BIDS (bids-specification PR 2343, 2538)
+    "swi": OutputKind((("space", "orig"),), "swi", ".nii.gz", "arbitrary",
+                      "Susceptibility-weighted image: SNR-weighted echo magnitudes times a "
+                      "tanh phase mask from the local field (CLEAR-SWI style)"),
+    "minip": OutputKind((("space", "orig"),), "minIP", ".nii.gz", "arbitrary",
+                        "Minimum-intensity projection of the SWI over sliding slabs"),
+    "venogram": OutputKind((("space", "orig"), ("desc", "venogram")), "Chimap", ".nii.gz",
+                           "ppm", "QSM venogram: maximum-intensity projection of the "
+                           "susceptibility map over sliding slabs"),
+    "veins": OutputKind((("space", "orig"), ("desc", "veins")), "mask", ".nii.gz", None,
+                        "Veins: Frangi vesselness seeds grown to their half maximum"),
+    "veins_table": OutputKind((("space", "orig"), ("desc", "veins")), "stats", ".tsv",
+                              None, "Venous susceptibility and oxygen extraction fraction"),
 }
 
 

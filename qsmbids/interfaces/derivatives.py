@@ -19,7 +19,8 @@ from qsmbids.derivatives.sidecars import image_sidecar
 from qsmbids.interfaces.io import MeasuredInterface, read_provenance
 
 #: provenance inputs, in pipeline order
-STEPS = ("load", "mask", "field", "relax", "bg", "inv", "ref", "reg", "refine", "stats")
+STEPS = ("load", "mask", "field", "relax", "bg", "inv", "ref", "reg", "refine", "stats",
+         "veins")
 #: the steps that made each output kind
 STEPS_FOR_KIND = {
     "totalfield": ("load", "mask", "field"),
@@ -33,9 +34,15 @@ STEPS_FOR_KIND = {
     "magnitude": ("load", "reg"),
     "dseg": ("reg", "refine"),
     "regions": ("load", "mask", "field", "bg", "inv", "ref", "reg", "refine", "stats"),
+    "swi": ("load", "mask", "field", "bg", "veins"),
+    "minip": ("load", "mask", "field", "bg", "veins"),
+    "venogram": ("load", "mask", "field", "bg", "inv", "ref", "veins"),
+    "veins": ("load", "mask", "field", "bg", "inv", "ref", "veins"),
+    "veins_table": ("load", "mask", "field", "bg", "inv", "ref", "veins"),
 }
 FILE_KINDS = ("chi", "chi_template", "mask", "totalfield", "localfield", "fieldnoise",
-              "r2star", "t2star", "magnitude", "dseg", "dseg_tsv", "regions")
+              "r2star", "t2star", "magnitude", "dseg", "dseg_tsv", "regions", "swi", "minip",
+              "venogram", "veins", "veins_table")
 
 
 class DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -112,7 +119,7 @@ class DerivativesSink(MeasuredInterface):
                 "xfm") else {}
             if kind in ("chi", "chi_template"):
                 extra["ReferenceRegion"] = context.ref
-            if kind == "regions":  # the table writer's sidecar: Measure, column units
+            if kind in ("regions", "veins_table"):  # the table's own sidecar: columns
                 beside = Path(files[kind]).with_suffix(".json")
                 if beside.is_file():
                     table_meta = json.loads(beside.read_text())

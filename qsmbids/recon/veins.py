@@ -45,6 +45,10 @@ DEFAULT_VEIN_CHI_MIN_PPM = 0.15
 DEFAULT_VESSELNESS_MIN = 0.3
 #: least diameter of the veins whose susceptibility is measured, mm
 DEFAULT_MEASURE_DIAMETER_MM = 2.0
+#: coarsest (mean) voxel edge at which the venous susceptibility is measured, mm: at
+#: 2 mm even a 4 mm vein has no voxel free of partial volume after the inversion's
+#: smoothing, and its peak falls well below the blood's value
+MAX_MEASURE_VOXEL_MM = 1.5
 
 
 def venous_chi_from_oef(oef: float, hematocrit: float = DEFAULT_HEMATOCRIT) -> float:

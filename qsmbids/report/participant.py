@@ -131,6 +131,42 @@ def _label_names(regions: Mapping[str, Sequence[int]]) -> dict[int, str]:
     return {int(label): name for name, labels in regions.items() for label in labels}
 
 
+def _vein_figures(run: RunReportInputs, images: _RunImages, name
+                  ) -> list[tuple[Path, str, str]]:
+    """The SWI minIP and the QSM venogram, where the run has them."""
+    out: list[tuple[Path, str, str]] = []
+    mask, vox = images.get("mask"), images.voxel_size
+    minip = images.get("minip")
+    if minip is not None:
+        out.append((fg.plot_mosaic(
+            minip, vox, name("minip"), title=f"{run.run_id}: SWI minIP",
+            window=fg.robust_window(minip, mask, symmetric=False, percentile=99.5),
+            units="a.u.", extent_mask=mask, blank_outside=mask is not None,
+            views=("axial",), n_cols=8),
+            "SWI minimum-intensity projection",
+            "Susceptibility-weighted image, minimum-intensity projection over sliding axial "
+            "slabs (--slab-mm): veins are dark lines, iron-rich nuclei dark too. Dark blotches "
+            "near air and bone are signal dropout."))
+    venogram = images.get("venogram")
+    if venogram is not None:
+        out.append((fg.plot_mosaic(
+            venogram, vox, name("venogram"), title=f"{run.run_id}: QSM venogram",
+            window=(-0.05, 0.45), units="ppm", extent_mask=mask,
+            blank_outside=mask is not None, views=("axial",), n_cols=8),
+            "QSM venogram",
+            "Maximum-intensity projection of the susceptibility map over the same slabs: "
+            "veins are bright (about 0.4-0.6 ppm at an oxygen extraction of 0.3-0.4), "
+            f"{_oef_text(run)}"))
+    return out
+
+
+def _oef_text(run: RunReportInputs) -> str:
+    if run.venous_oef is None:
+        return "no venous measurement for this run."
+    return (f"the oxygen extraction fraction from the large veins is {run.venous_oef:.2f} "
+            f"({run.venous_voxels} centre-line voxels; see the *_desc-veins_stats.tsv table).")
+
+
 def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
                  ) -> list[tuple[Path, str, str]]:
     """Write the run's figures; return (path, alt text, caption) triples."""
@@ -183,6 +219,7 @@ def _run_figures(run: RunReportInputs, images: _RunImages, figure_dir: Path
             window=fg.robust_window(r2star, mask, symmetric=False), units="1/s",
             extent_mask=mask, blank_outside=mask is not None),
             "R2* map", "R2* from the magnitude decay over the echoes."))
+    out += _vein_figures(run, images, name)
     template = images.get("template")
     # registration views go over the magnitude, else over the QSM
     background = magnitude if magnitude is not None else qsm
@@ -348,7 +385,9 @@ def write_participant_report(
             refinement_correlation=run.refinement_correlation,
             unwrap_residual_wraps=run.unwrap_residual_wraps, reference_labels=run.references,
             phase_units_guessed=run.phase_units_guessed,
-            phase_units_warning=run.phase_units_warning, thresholds=thresholds)
+            phase_units_warning=run.phase_units_warning,
+            venous=(run.venous_oef, run.venous_voxels) if run.venous_oef is not None or
+            run.venous_voxels is not None else None, thresholds=thresholds)
         found = qc_warnings(qc, thresholds) + [QCWarning("pipeline", w) for w in run.warnings]
         if mask is None:
             found.insert(0, QCWarning("no_mask", "No brain mask given: mask metrics skipped."))

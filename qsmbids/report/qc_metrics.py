@@ -102,6 +102,9 @@ class RunQC:
         ``Units``, no Siemens integers, no full-span radians, no ``--phase-units``).
     phase_units_warning
         Why the phase scaling is doubtful (from the scaling step), if it is.
+    venous_oef, venous_voxels
+        Oxygen extraction fraction from the large veins and the centre-line voxels it
+        was measured on (NaN and 0 when no vein was wide enough).
     """
 
     mask_volume_ml: float | None = None
@@ -128,6 +131,8 @@ class RunQC:
     chi_tail_ratio: float | None = None
     mask_components: int | None = None
     mask_largest_fraction: float | None = None
+    venous_oef: float | None = None
+    venous_voxels: int | None = None
     mask_box_fill: float | None = None
     iron_nuclei_minus_reference_ppm: float | None = None
     sign_check_reference: str | None = None
@@ -154,6 +159,7 @@ def compute_run_qc(
     reference_labels: Mapping[str, Sequence[int]] | None = None,
     phase_units_guessed: bool | None = None,
     phase_units_warning: str | None = None,
+    venous: tuple[float | None, int | None] | None = None,
     thresholds: QCThresholds = DEFAULT_THRESHOLDS,
 ) -> RunQC:
     """Compute the QC metrics of one run from the arrays that are available.
@@ -193,6 +199,8 @@ def compute_run_qc(
         The atlas's reference regions (``WhiteMatter`` for the phase-sign check).
     phase_units_guessed, phase_units_warning
         From the phase scaling step (``PhaseUnitsGuessed``, ``PhaseUnitsWarning``).
+    venous
+        (OEF, centre-line voxels) from the run's venous table, if it has one.
     thresholds
         Supplies the plausible susceptibility range.
 
@@ -208,6 +216,8 @@ def compute_run_qc(
      values["mask_box_fill"]) = mask_shape(mask)
     values["phase_units_guessed"] = phase_units_guessed
     values["phase_units_warning"] = phase_units_warning
+    if venous is not None:
+        values["venous_oef"], values["venous_voxels"] = venous
     if qsm is not None and n_mask:
         values["chi_iqr"], values["chi_zero_fraction"] = chi_flatness(qsm, mask)
         values["chi_tail_ratio"] = chi_tail_ratio(qsm, mask, voxel_size)
@@ -264,6 +274,26 @@ def compute_run_qc(
     return RunQC(**values)
 
 
+def _venous_warnings(qc: RunQC, t: QCThresholds) -> list[QCWarning]:
+    """The ``venous_oef`` flag: no vein wide enough to measure, or an implausible OEF."""
+    if qc.venous_voxels is None and qc.venous_oef is None:
+        return []
+    oef = qc.venous_oef
+    if not qc.venous_voxels or oef is None or not np.isfinite(oef):
+        return [QCWarning(
+            "venous_oef", "No vein was wide enough to measure its susceptibility, so there "
+            "is no OEF: with voxels above about 1 mm the veins' peaks are lowered by "
+            "partial volume; check the vein mask (*_desc-veins_mask) and the venogram.")]
+    if not t.min_venous_oef <= oef <= t.max_venous_oef:
+        return [QCWarning(
+            "venous_oef", f"The oxygen extraction fraction from the veins is {oef:.2f}, "
+            f"outside the plausible {t.min_venous_oef:g}-{t.max_venous_oef:g}: check the "
+            "haematocrit (participants.tsv or --hematocrit), the vein mask and venogram "
+            "(too few or too thin veins, voxels above about 1 mm), and the phase units and "
+            "field strength (a map off in scale).")]
+    return []
+
+
 def format_qc_value(value: object) -> str:
     """A QC value as one line of text (``n/a`` for None and NaN; floats to 6 digits)."""
     if value is None:
@@ -287,7 +317,7 @@ CRITICAL_CODES: tuple[str, ...] = ("chi_flat", "phase_units_guessed", "phase_uni
                                    "nuclei_inverted", "phase_sign_suspect", "mask_empty",
                                    "mask_volume",
                                    "mask_fragmented", "mask_box", "mask_edge",
-                                   "registration", "echo_fit", "unwrapping")
+                                   "registration", "echo_fit", "unwrapping", "venous_oef")
 
 
 def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> list[QCWarning]:
@@ -362,6 +392,7 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
     if qc.phase_units_warning:
         out.append(QCWarning("phase_units_doubtful",
                              f"Phase scaling is doubtful: {qc.phase_units_warning}."))
+    out += _venous_warnings(qc, t)
     inverted = (qc.iron_nuclei_minus_reference_ppm is not None
                 and qc.iron_nuclei_minus_reference_ppm < t.inverted_nuclei_ppm)
     if inverted:

@@ -74,6 +74,12 @@ class QCThresholds:
         Largest acceptable fraction of its bounding box the mask fills when it does not
         touch the image edge: an ellipsoidal head fills pi/6 = 0.52 of its box and a
         brain about 0.5-0.6; a mask that fills the box (background included) is near 1.
+    min_venous_oef, max_venous_oef
+        Plausible oxygen extraction fraction from the veins: 0.3-0.4 in healthy adults
+        at rest (Harada et al. 2022), 0.2-0.5 in disease and at the extremes of the
+        literature. Outside 0.15-0.6 the venous measurement itself is suspect: too few
+        or too thin veins (coarse voxels lower their peaks), a wrong haematocrit, or a
+        susceptibility map off in scale (phase units, field strength).
     """
 
     plausible_chi_ppm: tuple[float, float] = (-0.3, 0.5)
@@ -90,6 +96,8 @@ class QCThresholds:
     max_chi_zero_fraction: float = 0.05
     inverted_nuclei_ppm: float = -0.03
     min_chi_tail_ratio: float = 0.5
+    min_venous_oef: float = 0.15
+    max_venous_oef: float = 0.6
     min_mask_largest_fraction: float = 0.95
     max_mask_box_fill: float = 0.8
 

@@ -89,6 +89,11 @@ class RunReportInputs:
     phase_units_rule, phase_units_guessed, phase_units_warning
         What the phase scaling step did (``PhaseUnitsRule``, ``PhaseUnitsGuessed``,
         ``PhaseUnitsWarning`` of its provenance, in the Chimap sidecar).
+    minip, venogram
+        The SWI's minimum-intensity projection (a.u.) and the QSM venogram (ppm).
+    venous_oef, venous_voxels
+        The run's oxygen extraction fraction from its veins and the centre-line voxels
+        it was measured on (the ``*_desc-veins_stats.tsv`` table).
     warnings
         Extra warnings from the pipeline (plain-language sentences).
     """
@@ -120,6 +125,10 @@ class RunReportInputs:
     phase_units_rule: str | None = None
     phase_units_guessed: bool | None = None
     phase_units_warning: str | None = None
+    minip: ImageSource | None = None
+    venogram: ImageSource | None = None
+    venous_oef: float | None = None
+    venous_voxels: int | None = None
     warnings: tuple[str, ...] = ()
 
     @classmethod

@@ -262,6 +262,9 @@ def build_cohort_table(
                 if c not in stat_cols:
                     stat_cols.append(c)
             records.append({**base, **{c: info.get(c) for c in extra_cols}, **row})
+    # a participants.tsv column named like a table column (e.g. hematocrit): the
+    # table's value, the one the run used, is kept
+    extra_cols = [c for c in extra_cols if c not in stat_cols]
     return records, [*entity_cols, *extra_cols, *stat_cols]
 
 
@@ -360,3 +363,46 @@ def write_cohort_tables(
     atomic_write_text(wide_path.with_suffix(".json"), json.dumps(
         {"Measure": measure, "Units": units, **wide_meta}, indent=2) + "\n")
     return long_path, wide_path
+
+
+def write_cohort_veins_table(derivatives_dir: str | os.PathLike, *,
+                             participants_tsv: str | os.PathLike | None = None,
+                             incremental: bool = True) -> Path | None:
+    """Write ``group_veins.tsv``: one row per run of its venous susceptibility and OEF.
+
+    The rows are the per-run ``*_desc-veins_stats.tsv`` tables (sidecar ``Measure``
+    ``Veins``) with the participant, session and run columns and the
+    ``participants.tsv`` columns joined; the sidecar carries their column
+    descriptions and units.
+
+    Parameters
+    ----------
+    derivatives_dir
+        qsmbids output folder.
+    participants_tsv
+        The raw dataset's ``participants.tsv`` (optional).
+    incremental
+        Reuse what earlier calls read from unchanged tables (see
+        :func:`write_cohort_tables`).
+
+    Returns
+    -------
+    pathlib.Path or None
+        The table, or None when no run has a venous table.
+    """
+    root = Path(derivatives_dir)
+    cache = FileCache(root, "run-tables-Veins") if incremental else None
+    tables = find_run_tables(root, "Veins", cache)
+    if not tables:
+        return None
+    records, columns = build_cohort_table(tables, read_participants(participants_tsv), cache)
+    if cache is not None:
+        cache.save()
+    path = root / "group_veins.tsv"
+    atomic_write_text(path, format_tsv(records, columns))
+    meta = json.loads(tables[0].with_suffix(".json").read_text(encoding="utf-8"))
+    meta = {k: v for k, v in meta.items() if k in columns}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(
+        {"Measure": "Veins", "Description": "Venous susceptibility and oxygen extraction "
+         "fraction per run", **meta}, indent=2) + "\n")
+    return path

@@ -9,6 +9,7 @@
         atlas_registration_wf: register                (init_atlas_registration_wf)
         regional_wf: [refine_on_chi] -> warp_to_template, regional_stats
                                                        (init_regional_wf)
+        vein_wf: SWI, minIP, venogram, vein mask, OEF  (init_vein_wf)
         sink  (always reruns: writes OUTPUT_DIR, manifest last)
 
 Every node declares ``mem_gb`` estimated from the image size and echo count, and
@@ -39,6 +40,7 @@ from qsmbids.workflows.common import (
 from qsmbids.workflows.field import init_field_wf
 from qsmbids.workflows.qsm import init_qsm_wf
 from qsmbids.workflows.settings import Settings
+from qsmbids.workflows.veins import init_vein_wf
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,16 @@ class RunInputs:
         Resolved atlas folder, or None for no registration/regional tables.
     context
         Labels for derivative names.
+    hematocrit
+        The participant's haematocrit (fraction) and where it came from (e.g.
+        ``participants.tsv``); None: the settings' default.
     """
 
     run: GreRun
     user_mask: Path | None
     atlas_dir: Path | None
     context: NameContext
+    hematocrit: tuple[float, str] | None = None
 
 
 def workflow_name(run: GreRun) -> str:
@@ -105,15 +111,47 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
         wf.connect([(field, sink, [("outputnode.r2star", "in_r2star"),
                                    ("outputnode.t2star", "in_t2star"),
                                    ("outputnode.prov_relax", "prov_relax")])])
+    regional = None
     if atlas is not None:
-        _connect_atlas(wf, settings, inputs, mem, field, qsm, sink)
+        regional = _connect_atlas(wf, settings, inputs, mem, field, qsm, sink)
+    if settings.veins:
+        _connect_veins(wf, settings, inputs, field, qsm, regional, sink)
     return wf
+
+
+def _connect_veins(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
+                   field: pe.Workflow, qsm: pe.Workflow, regional: pe.Workflow | None,
+                   sink: pe.Node) -> None:
+    """Add the vein workflow (SWI, minIP, venogram, vein mask, OEF) to a run's workflow."""
+    hematocrit, source = inputs.hematocrit or (settings.hematocrit, "default")
+    nuclei: tuple[int, ...] = ()
+    csf: tuple[int, ...] = ()
+    if regional is not None:
+        from qsmbids.atlas.model import load_atlas
+
+        atlas = load_atlas(inputs.atlas_dir, check_images=False)
+        nuclei = tuple(sorted({label for labels in atlas.regions.values() for label in labels}))
+        csf = tuple(atlas.references.get("CSF", ()))
+    veins = init_vein_wf(settings, image_shape(inputs.run), hematocrit=hematocrit,
+                         hematocrit_source=source, with_dseg=regional is not None,
+                         nucleus_labels=nuclei, csf_labels=csf)
+    wf.connect([
+        (field, veins, [("outputnode.magnitude", "inputnode.magnitude")]),
+        (qsm, veins, [("outputnode.local_field", "inputnode.local_field"),
+                      ("outputnode.chi", "inputnode.chi"), ("outputnode.mask", "inputnode.mask")]),
+        (veins, sink, [(f"outputnode.{k}", f"in_{k}") for k in
+                       ("swi", "minip", "venogram", "veins", "veins_table")]
+         + [("outputnode.prov_veins", "prov_veins")]),
+    ])
+    if regional is not None:
+        wf.connect([(regional, veins, [("outputnode.dseg", "inputnode.dseg")])])
 
 
 def _connect_atlas(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
                    mem: dict[str, float], field: pe.Workflow, qsm: pe.Workflow,
-                   sink: pe.Node) -> None:
-    """Add the atlas registration and the regional workflow to a run's workflow."""
+                   sink: pe.Node) -> pe.Workflow:
+    """Add the atlas registration and the regional workflow to a run's workflow;
+    return the regional workflow (its ``outputnode.dseg``: the labels on the run)."""
     refined, skipped = refinement_plan(settings, inputs.run)
     registration = init_atlas_registration_wf(settings, inputs.atlas_dir, mem,
                                               t1w=inputs.run.t1w, refined=refined,
@@ -142,6 +180,7 @@ def _connect_atlas(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
         wf.connect([(registration, qsm, [("outputnode.dseg", "inputnode.dseg")])])
     if refined:
         wf.connect([(regional, sink, [("outputnode.prov_refine", "prov_refine")])])
+    return regional
 
 
 def init_participant_wf(settings: Settings, runs: list[RunInputs]) -> pe.Workflow:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from qsmbids.recon.registry import names as method_names
+from qsmbids.recon.swi import DEFAULT_SLAB_MM
 from qsmbids.recon.units import FIELD_MAP_UNITS, PHASE_UNITS
+from qsmbids.recon.veins import DEFAULT_HEMATOCRIT
 from qsmbids.registration.schedules import PRESETS as REGISTRATION
 
 #: method names offered on the command line, per step (first = default), from the
@@ -138,6 +140,14 @@ class Settings:
         None, or a field map replacing each run's wrapped phase: a NIfTI for one run,
         or a folder searched for ``<run>*fieldmap.nii[.gz]``; its units (Hz, rad/s,
         ppm, rad) where no sidecar gives them (None: the sidecar's ``Units``).
+    veins
+        Write the vein outputs: SWI and its minIP, the QSM venogram, the vein mask and
+        the venous susceptibility and OEF table.
+    hematocrit
+        Haematocrit (fraction) for the OEF of participants without a ``hematocrit``
+        column value in ``participants.tsv``.
+    slab_mm
+        Slab thickness of the minIP and the venogram, mm.
     plugin, plugin_args
         nipype execution plugin and its arguments (JSON text).
     nprocs, omp_nthreads, mem_gb
@@ -168,6 +178,9 @@ class Settings:
     mask: Path | None = None
     field_map: Path | None = None
     field_map_units: str | None = None
+    veins: bool = True
+    hematocrit: float = DEFAULT_HEMATOCRIT
+    slab_mm: float = DEFAULT_SLAB_MM
     plugin: str = "MultiProc"
     plugin_args: str = "{}"
     nprocs: int = field(default_factory=_cpu_count)
@@ -199,6 +212,11 @@ class Settings:
             raise ValueError("reference 'csf' needs an atlas (its CSF labels give the "
                              "reference): drop '--atlas none', give --atlas-dir, or use "
                              "--reference wholebrain")
+        if not 0.0 < self.hematocrit < 1.0:
+            raise ValueError(f"hematocrit must be a fraction between 0 and 1 (e.g. 0.42); "
+                             f"got {self.hematocrit!r}")
+        if not self.slab_mm > 0:
+            raise ValueError(f"slab_mm must be > 0 mm; got {self.slab_mm!r}")
         if self.field_map_units is not None and self.field_map is None:
             raise ValueError("field_map_units is set without a field map: give "
                              "--field-map PATH or drop --field-map-units")

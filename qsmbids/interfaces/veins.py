@@ -1,0 +1,138 @@
+"""Nipype interface for the vein outputs: SWI, minIP, QSM venogram, vein mask, OEF."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from qsmbids.interfaces.io import (
+    MeasuredInterface,
+    geometry,
+    load_image,
+    save_like,
+    write_provenance,
+)
+from qsmbids.interfaces.recon import _out
+
+#: columns of the per-run venous table, with their description and units
+VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
+    "venous_chi": ("Median susceptibility on the centre lines of the veins at least "
+                   "min_diameter wide, relative to reference", "ppm"),
+    "reference": ("What venous_chi is relative to: CSF (the atlas's CSF labels, water-like) "
+                  "or the susceptibility map's own reference", None),
+    "n_voxels": ("Centre-line voxels measured", None),
+    "min_diameter": ("Least vein diameter measured", "mm"),
+    "vein_volume": ("Volume of the whole vein mask", "mm^3"),
+    "hematocrit": ("Haematocrit used for the OEF (fraction)", None),
+    "hematocrit_source": ("Where the haematocrit came from: participants.tsv or the "
+                          "default (--hematocrit)", None),
+    "oef": ("Oxygen extraction fraction: venous_chi / (3.39 ppm x hematocrit)", None),
+    "note": ("Why venous_chi and oef are n/a, if they are", None),
+}
+
+
+class VeinOutputsInputSpec(BaseInterfaceInputSpec):
+    magnitude = File(exists=True, mandatory=True, desc="magnitude (x, y, z, echo)")
+    local_field = File(exists=True, mandatory=True, desc="local field, ppm")
+    chi = File(exists=True, mandatory=True, desc="susceptibility, ppm")
+    mask = File(exists=True, mandatory=True)
+    dseg = File(exists=True, desc="atlas labels on the run's grid")
+    nucleus_labels = traits.List(traits.Int, desc="dseg labels excluded from the veins")
+    csf_labels = traits.List(traits.Int, desc="dseg labels of CSF (the OEF's water level)")
+    hematocrit = traits.Float(mandatory=True, desc="fraction")
+    hematocrit_source = traits.Str("default")
+    slab_mm = traits.Float(mandatory=True, desc="projection slab thickness, mm")
+
+
+class VeinOutputsOutputSpec(TraitedSpec):
+    swi = File(exists=True)
+    minip = File(exists=True)
+    venogram = File(exists=True, desc="ppm")
+    veins = File(exists=True, desc="vein mask")
+    veins_table = File(exists=True, desc="one-row TSV (VENOUS_COLUMNS), sidecar beside it")
+    provenance = File(exists=True)
+
+
+class VeinOutputs(MeasuredInterface):
+    """SWI and its minIP, the QSM venogram, the vein mask and the venous table (OEF)."""
+
+    input_spec = VeinOutputsInputSpec
+    output_spec = VeinOutputsOutputSpec
+
+    def _compute(self, runtime):
+        from qsmbids.recon import swi, veins
+
+        magnitude = load_image(self.inputs.magnitude)[0]
+        field = load_image(self.inputs.local_field)[0]
+        chi, chi_img = load_image(self.inputs.chi)
+        mask = load_image(self.inputs.mask, bool)[0]
+        voxel, _ = geometry(chi_img)
+        axis = swi.superior_axis(chi_img.affine)
+        image = swi.susceptibility_weighted_image(magnitude, field, mask)
+        minip = swi.slab_projection(image, mask, voxel, "min", axis=axis,
+                                    slab_mm=self.inputs.slab_mm)
+        venogram = swi.slab_projection(chi, mask, voxel, "max", axis=axis,
+                                       slab_mm=self.inputs.slab_mm)
+        exclude, water, reference = None, 0.0, "map"
+        if isdefined(self.inputs.dseg):
+            labels = load_image(self.inputs.dseg, np.int32)[0]
+            exclude = np.isin(labels, list(self.inputs.nucleus_labels or []))
+            csf = mask & np.isin(labels, list(self.inputs.csf_labels or []))
+            if csf.sum() >= 20:
+                water, reference = float(np.median(chi[csf])), "CSF"
+        found = veins.vein_mask(chi, mask, voxel, exclude=exclude)
+        measure = veins.venous_measure(chi - np.float32(water), found, voxel,
+                                       hematocrit=self.inputs.hematocrit)
+        note = "n/a"
+        if float(np.mean(voxel)) > veins.MAX_MEASURE_VOXEL_MM:
+            note = (f"voxels of {np.mean(voxel):.1f} mm: the veins' susceptibility is "
+                    f"measured at {veins.MAX_MEASURE_VOXEL_MM:g} mm or finer")
+            measure = veins.VenousMeasure(float("nan"), 0, measure.min_diameter_mm,
+                                          measure.hematocrit, float("nan"))
+        elif measure.n_voxels == 0:
+            note = f"no vein at least {measure.min_diameter_mm:g} mm wide was found"
+        self._results["swi"] = save_like(image, chi_img, _out("swi.nii.gz"))
+        self._results["minip"] = save_like(minip, chi_img, _out("minip.nii.gz"))
+        self._results["venogram"] = save_like(venogram, chi_img, _out("venogram.nii.gz"))
+        self._results["veins"] = save_like(found.astype(np.uint8), chi_img,
+                                           _out("veins.nii.gz"))
+        row = {"venous_chi": measure.chi_ppm, "reference": reference,
+               "n_voxels": measure.n_voxels, "min_diameter": measure.min_diameter_mm,
+               "vein_volume": float(found.sum() * np.prod(voxel)),
+               "hematocrit": measure.hematocrit,
+               "hematocrit_source": self.inputs.hematocrit_source, "oef": measure.oef,
+               "note": note}
+        table = _out("veins_stats.tsv")
+        with open(table, "w", encoding="utf-8") as handle:
+            handle.write("\t".join(VENOUS_COLUMNS) + "\n")
+            handle.write("\t".join(_cell(row[c]) for c in VENOUS_COLUMNS) + "\n")
+        with open(table.replace(".tsv", ".json"), "w", encoding="utf-8") as handle:
+            json.dump({"Measure": "Veins", **{
+                c: {"Description": d, **({"Units": u} if u else {})}
+                for c, (d, u) in VENOUS_COLUMNS.items()}}, handle, indent=2)
+        self._results["veins_table"] = table
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "veins",
+            "CLEAR-SWI-style SWI (Eckstein 2021), slab minIP/MIP, Frangi vein mask, "
+            "venous susceptibility and OEF",
+            {"SlabThickness_mm": self.inputs.slab_mm, "ProjectionAxis": axis,
+             "Hematocrit": measure.hematocrit,
+             "DeltaChiDeoxygenated_ppm": veins.DELTA_CHI_DO_PPM},
+            {"VeinVoxels": int(found.sum()), "VenousChi_ppm": measure.chi_ppm,
+             "OEF": measure.oef, "VenousReference": reference})
+        return runtime
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,60 @@
+"""The vein workflow: SWI, its minIP, the QSM venogram, the vein mask and OEF."""
+
+from __future__ import annotations
+
+from nipype.interfaces.utility import IdentityInterface
+from nipype.pipeline import engine as pe
+
+from qsmbids.interfaces.io import estimate_mem_gb
+from qsmbids.interfaces.veins import VeinOutputs
+from qsmbids.workflows.settings import Settings
+
+#: the ``inputnode`` and ``outputnode`` fields of :func:`init_vein_wf`
+VEIN_INPUTS = ("magnitude", "local_field", "chi", "mask", "dseg")
+VEIN_OUTPUTS = ("swi", "minip", "venogram", "veins", "veins_table", "prov_veins")
+
+
+def init_vein_wf(settings: Settings, shape: tuple[int, int, int], *,
+                 hematocrit: float, hematocrit_source: str,
+                 with_dseg: bool = False, nucleus_labels: tuple[int, ...] = (),
+                 csf_labels: tuple[int, ...] = (), name: str = "vein_wf") -> pe.Workflow:
+    """Vein outputs of one run.
+
+    Parameters
+    ----------
+    settings
+        Gives the projection slab thickness (``slab_mm``).
+    shape
+        Image shape (x, y, z), for the memory estimate.
+    hematocrit, hematocrit_source
+        The participant's haematocrit (fraction) and where it came from
+        (``participants.tsv`` or ``default``).
+    with_dseg
+        Whether ``inputnode.dseg`` will be connected (atlas labels on the run's grid).
+    nucleus_labels, csf_labels
+        Atlas labels of the deep nuclei (kept out of the vein mask) and of CSF (the
+        water level the venous susceptibility is measured from), used with ``dseg``.
+
+    Returns
+    -------
+    nipype.pipeline.engine.Workflow
+        ``inputnode`` fields :data:`VEIN_INPUTS`: ``magnitude`` (x, y, z, echo),
+        ``local_field`` (ppm), ``chi`` (ppm), ``mask``, ``dseg`` (optional);
+        ``outputnode`` fields :data:`VEIN_OUTPUTS`.
+    """
+    wf = pe.Workflow(name=name)
+    inputnode = pe.Node(IdentityInterface(fields=list(VEIN_INPUTS)), name="inputnode")
+    outputnode = pe.Node(IdentityInterface(fields=list(VEIN_OUTPUTS)), name="outputnode")
+    node = pe.Node(VeinOutputs(hematocrit=hematocrit, hematocrit_source=hematocrit_source,
+                               slab_mm=settings.slab_mm, nucleus_labels=list(nucleus_labels),
+                               csf_labels=list(csf_labels)),
+                   name="veins", mem_gb=estimate_mem_gb(shape, 1, 16.0))
+    wf.connect([
+        (inputnode, node, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")
+                           + (("dseg",) if with_dseg else ())]),
+        (node, outputnode, [(f, f) for f in ("swi", "minip", "venogram", "veins",
+                                             "veins_table")]
+         + [("provenance", "prov_veins")]),
+    ])
+    return wf
+
