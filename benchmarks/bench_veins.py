@@ -159,8 +159,54 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nDice of the veins >= 1.5 mm: {min(dices):.2f}-{max(dices):.2f} "
           f"(target {DICE_TARGET}: {'met' if min(dices) >= DICE_TARGET else 'MISSED'})")
     np.save(folder / "vein_mask.npy", found)
+    seven_tesla_picture(ROOT / "crop7t")
     _picture(minip, venogram, found, folder / "veins.png", axis=2,
              index=int(np.rint(np.linalg.inv(affine) @ [0, 0, 40, 1])[2]))
+
+
+def seven_tesla_picture(folder: Path) -> None:
+    """The real 7 T crop of ``../shared/realdata`` through the pipeline: its SWI minIP
+    and venogram, axial, beside the first echo's magnitude (a picture for the eye: the
+    crop has no truth)."""
+    from qsmbids.validation.realdata import seven_tesla_bids, shared_realdata
+
+    realdata = shared_realdata(REPO)
+    if realdata is None:
+        print("\n7 T crop: ../shared/realdata not found, skipped")
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    bids = seven_tesla_bids(realdata, folder / "bids")
+    run = run_participant(bids, folder / "out", folder / "work", ["--atlas", "none"])
+    if run.returncode != 0:
+        print(f"\n7 T crop: qsmbids exited {run.returncode}:\n{run.log[-2000:]}")
+        return
+    out = folder / "out"
+    images = [_load(_one(bids, "*_part-mag_MEGRE.nii.gz"))[..., 0],
+              _load(_one(out, "*_swi.nii.gz")), _load(_one(out, "*_minIP.nii.gz")),
+              _load(_one(out, "*_desc-venogram_Chimap.nii.gz")),
+              _load(_one(out, "*_desc-veins_mask.nii.gz"))]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = images[0].shape[2] // 2
+    titles = ("magnitude, echo 1", "SWI", "SWI minIP (8 mm)", "venogram (8 mm), ppm",
+              "vein mask")
+    fig, axes = plt.subplots(1, 5, figsize=(16, 4.2))
+    for ax, image, title in zip(axes, images, titles, strict=True):
+        plane = image[:, :, z].T
+        window = (-0.05, 0.4) if "ppm" in title else (0, 1) if "mask" in title else \
+            tuple(np.percentile(plane[plane > 0], (1, 99.5)))
+        ax.imshow(plane, cmap="gray", origin="lower", vmin=window[0], vmax=window[1])
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle("real 7 T crop (MriResearchTools test data), 0.47x0.47x1 mm, slice "
+                 f"{z}: vessels dark in the SWI/minIP, bright in the venogram")
+    fig.tight_layout()
+    fig.savefig(folder / "veins_7t.png", dpi=90)
+    plt.close(fig)
+    print(f"\n7 T crop: {int(images[4].sum())} vein voxels; picture: {folder / 'veins_7t.png'}")
 
 
 def _picture(minip: np.ndarray, venogram: np.ndarray, found: np.ndarray, path: Path, *,
