@@ -173,3 +173,16 @@ def test_masked_outputs_say_skull_stripped_and_labels_do_not():
     for kind, stripped in (("magnitude", True), ("chi", True), ("dseg", False)):
         side = image_sidecar(kind=kind, sources=[], steps=[])
         assert side["SkullStripped"] is stripped, kind
+
+
+def test_bidsignore_lists_the_proposed_suffixes_and_keeps_the_users_lines(tmp_path):
+    """The SWI and minIP suffixes are only proposed for BIDS: .bidsignore lists them,
+    also in an output folder made by an earlier version, without losing lines a user
+    added."""
+    (tmp_path / ".bidsignore").write_text("sub-*/log/\nmy_notes/\n")
+    init_output_dir(tmp_path, None)
+    lines = (tmp_path / ".bidsignore").read_text().splitlines()
+    assert lines[:2] == ["sub-*/log/", "my_notes/"]
+    assert {"*_swi.nii.gz", "*_minIP.nii.gz", "logs/"} <= set(lines)
+    init_output_dir(tmp_path, None)
+    assert (tmp_path / ".bidsignore").read_text().splitlines() == lines

@@ -51,6 +51,12 @@ def dataset_description(bids_dir: Path | None, version: str = __version__) -> di
     return desc
 
 
+#: what ``OUTPUT_DIR/.bidsignore`` lists: the logs, and the SWI and minIP images, whose
+#: suffixes are only proposed for BIDS so far (bids-specification PRs 2343 and 2538)
+BIDSIGNORE_LINES = ("sub-*/log/", "logs/", "*_swi.nii.gz", "*_swi.json", "*_minIP.nii.gz",
+                    "*_minIP.json")
+
+
 def init_output_dir(output_dir: Path, bids_dir: Path | None, citation: str | None = None,
                     version: str = __version__) -> None:
     """Create OUTPUT_DIR's shared files under the lock (safe with concurrent runs).
@@ -78,8 +84,10 @@ def init_output_dir(output_dir: Path, bids_dir: Path | None, citation: str | Non
         if desc is not None:
             atomic_write_json(path, desc)
         ignore = output_dir / ".bidsignore"
-        if not ignore.is_file():
-            atomic_write_text(ignore, "sub-*/log/\nlogs/\n")
+        present = ignore.read_text().splitlines() if ignore.is_file() else []
+        missing = [line for line in BIDSIGNORE_LINES if line not in present]
+        if missing:  # the user's own lines are kept
+            atomic_write_text(ignore, "".join(f"{line}\n" for line in [*present, *missing]))
         if citation is not None:
             cite = output_dir / "CITATION.md"
             if not cite.is_file() or cite.read_text() != citation:
