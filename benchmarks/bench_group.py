@@ -4,7 +4,8 @@ Each participant's outputs are generated, not reconstructed, with the pipeline's
 writers, exactly where and as a participant run leaves them: the regional
 susceptibility table and its sidecar (``write_run_table``; 24 rows: eight structures,
 left, right and bilateral), the participant QC table (``qc_row``/``write_qc_tsv``), the
-basal-ganglia thumbnail (``write_thumbnail``) and a participant page. Values rise with
+basal-ganglia thumbnail (``write_thumbnail``), a venous table (OEF falling with age) and
+a participant page. Values rise with
 age as iron does; 1 % of the participants carry an outlier and 2 % a QC flag.
 ``participants.tsv`` gives ages 20-80.
 
@@ -90,6 +91,12 @@ def _participant(out: Path, label: str, age: float, rng) -> None:
     write_thumbnail(slab, (2.0, 2.0, 2.0), (20, 24, 0),
                     folder.parent / "figures" / f"sub-{label}_desc-{THUMBNAIL_DESC}_qc.png",
                     half_width_mm=40.0)
+    oef = float(np.clip(rng.normal(0.35 - 0.0005 * (age - 20), 0.04), 0.05, 0.8))
+    veins = folder / derivative_name(entities, "veins_table", NameContext())
+    veins.write_text("venous_chi\treference\tn_voxels\thematocrit\toef\tnote\n"
+                     f"{oef * 3.39 * 0.42:.4f}\tCSF\t{int(rng.integers(20, 200))}\t0.42\t"
+                     f"{oef:.4f}\tn/a\n")
+    veins.with_suffix(".json").write_text(json.dumps({"Measure": "Veins"}))
     (out / f"sub-{label}.html").write_text("<html></html>\n")
 
 

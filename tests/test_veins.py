@@ -257,3 +257,31 @@ def test_the_cohort_venous_table_joins_participants(tmp_path):
     header = path.read_text().splitlines()[0].split("\t")
     assert header.count("hematocrit") == 1 and rows[0]["hematocrit"] == 0.42
     assert write_cohort_veins_table(tmp_path / "empty") is None
+
+
+def test_the_cohort_report_shows_the_oef_and_names_the_runs_to_check(tmp_path):
+    import base64
+
+    from qsmbids.report.cohort_veins import venous_section
+
+    table = tmp_path / "group_veins.tsv"
+    table.write_text(
+        "participant_id\trun\tage\tvenous_chi\tn_voxels\thematocrit\toef\tnote\n"
+        "sub-01\t1\t25\t0.50\t80\t0.42\t0.35\tn/a\n"
+        "sub-02\t1\t60\t0.52\t70\t0.42\t0.37\tn/a\n"
+        "sub-03\t1\t70\t0.10\t12\t0.42\t0.07\tn/a\n"
+        "sub-04\t1\t40\tn/a\t0\t0.42\tn/a\tvoxels of 2.0 mm: the veins' susceptibility is "
+        "measured at 1.5 mm or finer\n")
+    made = []
+
+    def png(plot):
+        path = plot(tmp_path / f"figure{len(made)}.png")
+        made.append(path)
+        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+    html = "\n".join(venous_section(table, png))
+    assert "3 of 4 run(s) with a venous OEF" in html and "data:image/png" in html
+    assert "sub-03_run-1: OEF 0.07 outside 0.15-0.6" in html
+    assert "sub-04_run-1: no OEF (voxels of 2.0 mm" in html
+    assert "sub-01_run-1" not in html.split("Runs to check")[1]
+    assert venous_section(tmp_path / "absent.tsv", png) == []

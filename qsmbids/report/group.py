@@ -29,6 +29,7 @@ from qsmbids.entities import parse_entities
 from qsmbids.report import cohort_figures as cf
 from qsmbids.report import figures as fg
 from qsmbids.report import html as hp
+from qsmbids.report.cohort_veins import venous_section
 from qsmbids.report.participant import THUMBNAIL_DESC
 from qsmbids.report.qc_metrics import robust_z
 from qsmbids.report.qc_tables import QC_COLUMNS, write_cohort_qc_tsv
@@ -425,6 +426,8 @@ def write_group_report(
         body.append(hp.warning_list(
             (f"{row.run}: {row.region} = {row.value:.4f} ppm (robust z {row.robust_z:+.1f})"
              for row in outliers.itertuples()), heading="Outliers"))
+    veins = venous_section(output_dir / "group_veins.tsv", _png_data_uri)
+    body += veins
     body.append('<h2 id="qc">QC metrics per run</h2>')
     if qc is None:
         body.append('<p class="note">No QC table was given.</p>')
@@ -437,7 +440,8 @@ def write_group_report(
         body.append(hp.table(shown, records, flagged=flags))
     nav = [("participants", "Participants"), ("montage", "By age"),
            ("distributions", "Distributions"),
-           ("age", "Age"), ("outliers", "Outliers"), ("qc", "QC metrics")]
+           ("age", "Age"), ("outliers", "Outliers"),
+           *([("veins", "Veins")] if veins else []), ("qc", "QC metrics")]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = hp.page("qsmbids cohort report", f"Generated {stamp}", nav, "\n".join(body))
     html_path = atomic_write_text(output_dir / "group.html", page)
