@@ -156,8 +156,12 @@ def test_the_projection_axis_follows_the_head_not_the_array():
 
 def test_probe_veins_of_the_simulator_have_their_diameter_and_blood():
     from qsmbids.sim.phantom import phantom_grid
-    from qsmbids.sim.veins import PROBE_VEIN_DIAMETERS_MM, VenousBlood, probe_vein_labels, \
-        probe_veins
+    from qsmbids.sim.veins import (
+        PROBE_VEIN_DIAMETERS_MM,
+        VenousBlood,
+        probe_vein_labels,
+        probe_veins,
+    )
 
     assert VenousBlood(0.35, 0.42).chi_ppm == pytest.approx(BLOOD_PPM)
     probes = probe_veins()
