@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads per node (default: --nprocs, one node at a time)")
     parser.add_argument("--preset", default="accurate", choices=("fast", "accurate"))
     parser.add_argument("--no-atlas", action="store_true", help="skip registration/tables")
+    parser.add_argument("--no-veins", action="store_true",
+                        help="skip the vein outputs (SWI, minIP, venogram, vein mask, OEF)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the data in this folder")
     args = parser.parse_args(argv)
     base = args.keep or Path(tempfile.mkdtemp(prefix="qsmbids-bench-"))
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
            "-w",
            str(base / "work"), "--preset", args.preset, "--overwrite", "--no-progress"]
     cmd += ["--atlas", "none"] if atlas is None else ["--atlas-dir", str(atlas)]
+    cmd += ["--no-veins"] if args.no_veins else []
     shutil.rmtree(base / "work", ignore_errors=True)  # time every node, no nipype cache
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
