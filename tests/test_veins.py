@@ -185,6 +185,7 @@ def test_the_vein_workflow_writes_its_images_and_the_oef_table(vein_phantom, tmp
     import nibabel as nib
 
     from qsmbids.stats.tables import read_tsv
+    from qsmbids.workflows.common import memory_estimates
     from qsmbids.workflows.settings import Settings
     from qsmbids.workflows.veins import init_vein_wf
 
@@ -198,7 +199,8 @@ def test_the_vein_workflow_writes_its_images_and_the_oef_table(vein_phantom, tmp
         paths[name] = str(tmp_path / f"{name}.nii.gz")
         nib.save(nib.Nifti1Image(data, affine), paths[name])
     settings = Settings(bids_dir=tmp_path, output_dir=tmp_path / "out", work_dir=tmp_path)
-    wf = init_vein_wf(settings, chi.shape, hematocrit=0.42, hematocrit_source="test")
+    wf = init_vein_wf(settings, memory_estimates(chi.shape, 2), hematocrit=0.42,
+                      hematocrit_source="test")
     wf.base_dir = str(tmp_path / "work")
     for name, path in paths.items():
         setattr(wf.inputs.inputnode, name, path)

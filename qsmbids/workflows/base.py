@@ -115,13 +115,13 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     if atlas is not None:
         regional = _connect_atlas(wf, settings, inputs, mem, field, qsm, sink)
     if settings.veins:
-        _connect_veins(wf, settings, inputs, field, qsm, regional, sink)
+        _connect_veins(wf, settings, inputs, mem, field, qsm, regional, sink)
     return wf
 
 
 def _connect_veins(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
-                   field: pe.Workflow, qsm: pe.Workflow, regional: pe.Workflow | None,
-                   sink: pe.Node) -> None:
+                   mem: dict[str, float], field: pe.Workflow, qsm: pe.Workflow,
+                   regional: pe.Workflow | None, sink: pe.Node) -> None:
     """Add the vein workflow (SWI, minIP, venogram, vein mask, OEF) to a run's workflow."""
     hematocrit, source = inputs.hematocrit or (settings.hematocrit, "default")
     nuclei: tuple[int, ...] = ()
@@ -132,7 +132,7 @@ def _connect_veins(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
         atlas = load_atlas(inputs.atlas_dir, check_images=False)
         nuclei = tuple(sorted({label for labels in atlas.regions.values() for label in labels}))
         csf = tuple(atlas.references.get("CSF", ()))
-    veins = init_vein_wf(settings, image_shape(inputs.run), hematocrit=hematocrit,
+    veins = init_vein_wf(settings, mem, hematocrit=hematocrit,
                          hematocrit_source=source, with_dseg=regional is not None,
                          nucleus_labels=nuclei, csf_labels=csf)
     wf.connect([

@@ -65,6 +65,8 @@ def memory_estimates(shape: tuple[int, int, int], n_echoes: int,
         "reg": max(1.5, estimate_mem_gb(shape, n_echoes, 12.0)),
         "warp": estimate_mem_gb(shape, 1, 8.0) + 0.5,
         "stats": estimate_mem_gb(shape, 1, 6.0),
+        # measured 0.83 GB at 193x229x193 (bench_pipeline, 2026-12-07)
+        "veins": estimate_mem_gb(shape, 1, 22.0),
         "sink": 0.3,
     }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
-from qsmbids.interfaces.io import estimate_mem_gb
 from qsmbids.interfaces.veins import VeinOutputs
 from qsmbids.workflows.settings import Settings
 
@@ -14,7 +13,7 @@ VEIN_INPUTS = ("magnitude", "local_field", "chi", "mask", "dseg")
 VEIN_OUTPUTS = ("swi", "minip", "venogram", "veins", "veins_table", "prov_veins")
 
 
-def init_vein_wf(settings: Settings, shape: tuple[int, int, int], *,
+def init_vein_wf(settings: Settings, mem: dict[str, float], *,
                  hematocrit: float, hematocrit_source: str,
                  with_dseg: bool = False, nucleus_labels: tuple[int, ...] = (),
                  csf_labels: tuple[int, ...] = (), name: str = "vein_wf") -> pe.Workflow:
@@ -24,8 +23,8 @@ def init_vein_wf(settings: Settings, shape: tuple[int, int, int], *,
     ----------
     settings
         Gives the projection slab thickness (``slab_mm``).
-    shape
-        Image shape (x, y, z), for the memory estimate.
+    mem
+        Memory per node, GB (:func:`qsmbids.workflows.common.memory_estimates`).
     hematocrit, hematocrit_source
         The participant's haematocrit (fraction) and where it came from
         (``participants.tsv`` or ``default``).
@@ -48,7 +47,7 @@ def init_vein_wf(settings: Settings, shape: tuple[int, int, int], *,
     node = pe.Node(VeinOutputs(hematocrit=hematocrit, hematocrit_source=hematocrit_source,
                                slab_mm=settings.slab_mm, nucleus_labels=list(nucleus_labels),
                                csf_labels=list(csf_labels)),
-                   name="veins", mem_gb=estimate_mem_gb(shape, 1, 16.0))
+                   name="veins", mem_gb=mem["veins"])
     wf.connect([
         (inputnode, node, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")
                            + (("dseg",) if with_dseg else ())]),
