@@ -228,6 +228,9 @@ def test_an_implausible_or_missing_oef_is_a_qc_flag(venous, flagged):
     codes = [w.code for w in qc_warnings(qc)]
     assert ("venous_oef" in codes) == flagged
     assert "venous_oef" in CRITICAL_CODES
+    # at 2 mm the OEF is not measured (the table says why): never a QC finding
+    coarse = compute_run_qc(mask, (2.0, 2.0, 2.0), venous=venous)
+    assert "venous_oef" not in [w.code for w in qc_warnings(coarse)]
 
 
 def test_hematocrit_from_participants_tsv(tmp_path):

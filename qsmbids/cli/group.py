@@ -44,20 +44,20 @@ def run_group(settings: Settings, stream: TextIO | str | None = "stderr") -> int
     init_output_dir(settings.output_dir, settings.bids_dir)
     qc_table = _write_group_qc(settings.output_dir, say)
     participants = Path(settings.bids_dir) / "participants.tsv"
+    participants_tsv = participants if participants.is_file() else None
     try:
         with output_lock(settings.output_dir):
             long_path, wide_path = write_cohort_tables(
                 settings.output_dir, "Chimap",
-                participants_tsv=participants if participants.is_file() else None)
+                participants_tsv=participants_tsv)
     except TableError as exc:
         say(f"qsmbids: error: {exc} (run the participant level first)")
         return int(ExitCode.RUNS_FAILED)
     say(f"qsmbids: wrote {long_path}")
     say(f"qsmbids: wrote {wide_path}")
     with output_lock(settings.output_dir):
-        veins_path = write_cohort_veins_table(
-            settings.output_dir, participants_tsv=participants if participants.is_file()
-            else None)
+        veins_path = write_cohort_veins_table(settings.output_dir,
+                                              participants_tsv=participants_tsv)
     if veins_path is not None:
         say(f"qsmbids: wrote {veins_path}")
     try:

@@ -85,8 +85,6 @@ def _venous_fields(table: Path | None) -> dict:
         row = read_tsv(table)[0]
     except (TableError, IndexError):
         return {}
-    if row.get("note") and "measured at" in str(row["note"]):
-        return {}  # too coarse to measure: said in the table, not a QC flag
     oef = row.get("oef")
     return {"venous_oef": float("nan") if oef is None else float(oef),
             "venous_voxels": int(row.get("n_voxels") or 0)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+from pathlib import Path
 
 import numpy as np
 from nipype.interfaces.base import (
@@ -22,6 +22,7 @@ from qsmbids.interfaces.io import (
     write_provenance,
 )
 from qsmbids.interfaces.recon import _out
+from qsmbids.stats.tables import format_tsv
 
 #: columns of the per-run venous table, with their description and units
 VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
@@ -92,7 +93,7 @@ class VeinOutputs(MeasuredInterface):
         found = veins.vein_mask(chi, mask, voxel, exclude=exclude)
         measure = veins.venous_measure(chi - np.float32(water), found, voxel,
                                        hematocrit=self.inputs.hematocrit)
-        note = "n/a"
+        note = None
         if float(np.mean(voxel)) > veins.MAX_MEASURE_VOXEL_MM:
             note = (f"voxels of {np.mean(voxel):.1f} mm: the veins' susceptibility is "
                     f"measured at {veins.MAX_MEASURE_VOXEL_MM:g} mm or finer")
@@ -112,9 +113,7 @@ class VeinOutputs(MeasuredInterface):
                "hematocrit_source": self.inputs.hematocrit_source, "oef": measure.oef,
                "note": note}
         table = _out("veins_stats.tsv")
-        with open(table, "w", encoding="utf-8") as handle:
-            handle.write("\t".join(VENOUS_COLUMNS) + "\n")
-            handle.write("\t".join(_cell(row[c]) for c in VENOUS_COLUMNS) + "\n")
+        Path(table).write_text(format_tsv([row], list(VENOUS_COLUMNS)), encoding="utf-8")
         with open(table.replace(".tsv", ".json"), "w", encoding="utf-8") as handle:
             json.dump({"Measure": "Veins", **{
                 c: {"Description": d, **({"Units": u} if u else {})}
@@ -131,8 +130,3 @@ class VeinOutputs(MeasuredInterface):
              "OEF": measure.oef, "VenousReference": reference})
         return runtime
 
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.6g}"
-    return str(value)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qsmbids.recon.veins import MAX_MEASURE_VOXEL_MM
 from qsmbids.report.qc_thresholds import DEFAULT_THRESHOLDS, QCThresholds
 from qsmbids.stats.qc_images import (  # noqa: F401  (re-exported: part of this API)
     IRON_RICH,
@@ -200,7 +201,9 @@ def compute_run_qc(
     phase_units_guessed, phase_units_warning
         From the phase scaling step (``PhaseUnitsGuessed``, ``PhaseUnitsWarning``).
     venous
-        (OEF, centre-line voxels) from the run's venous table, if it has one.
+        (OEF, centre-line voxels) from the run's venous table, if it has one; ignored
+        for voxels coarser than :data:`qsmbids.recon.veins.MAX_MEASURE_VOXEL_MM`,
+        where the OEF is not measured.
     thresholds
         Supplies the plausible susceptibility range.
 
@@ -216,7 +219,9 @@ def compute_run_qc(
      values["mask_box_fill"]) = mask_shape(mask)
     values["phase_units_guessed"] = phase_units_guessed
     values["phase_units_warning"] = phase_units_warning
-    if venous is not None:
+    # above MAX_MEASURE_VOXEL_MM the OEF is not measured (the venous table says why):
+    # not a QC finding
+    if venous is not None and float(np.mean(voxel_size)) <= MAX_MEASURE_VOXEL_MM:
         values["venous_oef"], values["venous_voxels"] = venous
     if qsm is not None and n_mask:
         values["chi_iqr"], values["chi_zero_fraction"] = chi_flatness(qsm, mask)

@@ -302,6 +302,22 @@ def to_wide(records: Sequence[Mapping[str, object]], columns: Sequence[str],
     return list(rows.values()), [*id_cols, *value_cols]
 
 
+def _gather_run_tables(root: Path, measure: str,
+                       participants_tsv: str | os.PathLike | None, incremental: bool
+                       ) -> tuple[list[Path], list[dict[str, object]], list[str]]:
+    """The per-run tables of ``measure`` under ``root`` and their long cohort table
+    (:func:`build_cohort_table`), read through the group level's cache when
+    ``incremental``; no tables: ``([], [], [])``."""
+    cache = FileCache(root, f"run-tables-{measure}") if incremental else None
+    tables = find_run_tables(root, measure, cache)
+    if not tables:
+        return [], [], []
+    records, columns = build_cohort_table(tables, read_participants(participants_tsv), cache)
+    if cache is not None:
+        cache.save()
+    return tables, records, columns
+
+
 def write_cohort_tables(
     derivatives_dir: str | os.PathLike,
     measure: str = "Chimap",
@@ -338,13 +354,9 @@ def write_cohort_tables(
         When no per-run table of ``measure`` exists.
     """
     root = Path(derivatives_dir)
-    cache = FileCache(root, f"run-tables-{measure}") if incremental else None
-    tables = find_run_tables(root, measure, cache)
+    tables, records, columns = _gather_run_tables(root, measure, participants_tsv, incremental)
     if not tables:
         raise TableError(f"no per-run {measure} tables (*_stats.tsv) under {root}/sub-*")
-    records, columns = build_cohort_table(tables, read_participants(participants_tsv), cache)
-    if cache is not None:
-        cache.save()
     wide, wide_cols = to_wide(records, columns, wide_stats)
     long_path = root / f"group_{measure}_regions.tsv"
     wide_path = root / f"group_{measure}_regions_wide.tsv"
@@ -391,13 +403,9 @@ def write_cohort_veins_table(derivatives_dir: str | os.PathLike, *,
         The table, or None when no run has a venous table.
     """
     root = Path(derivatives_dir)
-    cache = FileCache(root, "run-tables-Veins") if incremental else None
-    tables = find_run_tables(root, "Veins", cache)
+    tables, records, columns = _gather_run_tables(root, "Veins", participants_tsv, incremental)
     if not tables:
         return None
-    records, columns = build_cohort_table(tables, read_participants(participants_tsv), cache)
-    if cache is not None:
-        cache.save()
     path = root / "group_veins.tsv"
     atomic_write_text(path, format_tsv(records, columns))
     meta = json.loads(tables[0].with_suffix(".json").read_text(encoding="utf-8"))
