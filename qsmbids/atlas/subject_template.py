@@ -13,7 +13,7 @@ too large, and the mean of the true map under the nigra's labels was 0.008 ppm l
 Painting the template with the subject's true regional values removed the bias (nigra
 volume within 2 % of the truth, every nucleus within 0.003 ppm); painting it with the
 values read from the reconstruction as below, with the refinement's smoother field
-(:data:`qsmbids.registration.refine.FIELD_SMOOTHING`), brought every nucleus of four
+(:data:`qsmbids.registration.refine.FIELD_SMOOTHING_MM2`), brought every nucleus of four
 benchmark subjects within 0.0041 ppm at 1 mm.
 
 So before the refinement the template is repainted with values read from the subject's

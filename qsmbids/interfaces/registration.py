@@ -199,7 +199,7 @@ class RefineOnSusceptibility(MeasuredInterface):
             "ANTs SyN of the atlas's susceptibility template, painted with the subject's "
             "regional values, onto the map around the deep grey nuclei (local "
             f"cross-correlation, radius {refine.CC_RADIUS}, {refine.WORKING_VOXEL_MM:g} mm "
-            f"grid, field smoothing {refine.FIELD_SMOOTHING[0]:g} voxels^2)"
+            f"grid, field smoothing {refine.FIELD_SMOOTHING_MM2[0]:g} mm^2)"
             + (f", with the anatomy as a second channel ({self.inputs.metric}, weight "
                f"{refine.ANATOMY_WEIGHT:g})" if anatomy is not None else ""),
             {"SusceptibilityTemplate": "the atlas labels painted with the subject's own "

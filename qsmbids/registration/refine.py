@@ -7,7 +7,7 @@ brightest structures of a susceptibility map. After the anatomical registration
 susceptibility template (:mod:`qsmbids.atlas.chi_template`) is brought onto the
 subject through it, and a SyN stage with local cross-correlation registers that
 warped template to the subject's map inside a box around the deep grey matter, on a
-1 mm working grid; the anatomy the first registration matched (magnitude or T1w) is a
+1.5 mm working grid; the anatomy the first registration matched (magnitude or T1w) is a
 second channel of the same SyN (:class:`AnatomyChannel`, weight
 :data:`ANATOMY_WEIGHT`), which keeps the structures of weak susceptibility contrast
 (thalamus, caudate) where the anatomy put them. The refinement's displacement field
@@ -41,29 +41,45 @@ from qsmbids.registration.grids import bounding_box, matching_sigma_mm, to_worki
 from qsmbids.registration.job import run_registration
 from qsmbids.registration.stages import registration_command, similarity_term, syn_stage
 
-#: working voxel size of the refinement, mm (the small nuclei are 5-10 mm across)
-WORKING_VOXEL_MM = 1.0
+#: working voxel size of the refinement, mm (the small nuclei are 5-10 mm across).
+#: Measured on the four 1 mm subjects of benchmarks/bench_nuclei_registration.py (two
+#: qsm-forward MNI subjects, two of qsmbids' simulator; magnitude path, 2 cores, the
+#: same anatomical registration under each): a 1.5 mm grid (SyN levels 4.5, 3, 1.5 mm)
+#: halves the refinement (10.2-12.1 s against 16.1-20.7 s) at the same regional-mean
+#: errors (largest 0.0040 against 0.0043 ppm) and Dice at most 0.03 lower (young
+#: subject's pallidum 0.88 against 0.91); a 1 mm grid spends 2.7 s on each of its final
+#: level's iterations. A 2 mm grid was as fast as 1.5 mm but put our 70-year-old's
+#: pallidum 0.0056 ppm off (0.0024 at 1 mm)
+WORKING_VOXEL_MM = 1.5
 #: margin around the deep grey matter that the refinement box keeps, mm
 BOX_MARGIN_MM = 8.0
 #: the metric is evaluated within this distance of the nuclei only, mm
 METRIC_MARGIN_MM = 6.0
 #: SyN schedule of the refinement: shrink factors, smoothing (voxels), iterations.
 #: Measured on a qsm-forward MNI subject at 1 mm (benchmarks/bench_nuclei_registration.py,
-#: magnitude path, 2 cores): (30, 15, 5) takes 28 s, (20, 10, 3) 19 s, for Dice within
-#: 0.01 (pallidum 0.928 vs 0.923, red nucleus 0.925 vs 0.918)
-SHRINK = (4, 2, 1)
-SMOOTH = (2.0, 1.0, 0.0)
+#: magnitude path, 2 cores, then on a 1 mm grid): (30, 15, 5) takes 28 s, (20, 10, 3)
+#: 19 s, for Dice within 0.01 (pallidum 0.928 vs 0.923, red nucleus 0.925 vs 0.918)
+SHRINK = (3, 2, 1)
+SMOOTH = (1.5, 1.0, 0.0)
 ITERATIONS = (20, 10, 3)
 CC_RADIUS = 1
 STEP = 0.2
-#: SyN smoothing of the update and total fields (variances, voxels^2 of the 1 mm working
-#: grid): smoother than the anatomical SyN's (3, 0). With (3, 0) the refined labels of
+#: SyN smoothing of the update and total fields (variances, mm^2; ANTs takes them in
+#: voxels^2 of the working grid: :func:`field_smoothing_voxels`): smoother than the
+#: anatomical SyN's (3, 0) voxels^2. With 3 mm^2 the refined labels of
 #: the iron-rich nuclei grew by 5-9 % over their neighbours where the subject's nuclei
 #: were brighter against their surroundings than the template's (a 70-year-old subject:
-#: nigra 0.008 ppm low); (8, 0) and (12, 0) let the update follow the nuclei as wholes
+#: nigra 0.008 ppm low); 8 and 12 mm^2 let the update follow the nuclei as wholes
 #: (nigra 0.004 and 0.002 ppm, every Dice 0.92-0.96 on both subjects of
-#: benchmarks/bench_nuclei_registration.py at 1 mm, magnitude path)
-FIELD_SMOOTHING = (12.0, 0.0)
+#: benchmarks/bench_nuclei_registration.py at 1 mm, magnitude path, on a 1 mm grid)
+FIELD_SMOOTHING_MM2 = (12.0, 0.0)
+
+
+def field_smoothing_voxels() -> tuple[float, float]:
+    """:data:`FIELD_SMOOTHING_MM2` in voxels^2 of the :data:`WORKING_VOXEL_MM` grid."""
+    return tuple(float(v) / WORKING_VOXEL_MM**2 for v in FIELD_SMOOTHING_MM2)
+
+
 #: weight of the anatomical channel (the susceptibility channel weighs 1)
 ANATOMY_WEIGHT = 0.5
 #: coarsest voxel edge (mm) the refinement runs on. Measured on qsm-forward MNI subjects
@@ -74,7 +90,7 @@ ANATOMY_WEIGHT = 0.5
 #: of the nigra rises from 0.004/0.001 to 0.012/0.021 ppm and the red nucleus's from
 #: 0.006/0.004 to 0.016/0.018 ppm; on the 3 mm Philips head it put the putamen above
 #: the nigra and red nucleus. Re-measured with the template painted with the subject's
-#: values (:mod:`qsmbids.atlas.subject_template`) and :data:`FIELD_SMOOTHING`: at 3 mm
+#: values (:mod:`qsmbids.atlas.subject_template`) and :data:`FIELD_SMOOTHING_MM2`: at 3 mm
 #: the 30-year-old gains everywhere, but the 70-year-old's nigra and red nucleus are
 #: still 0.010 and 0.012 ppm off (0.002 and 0.004 without the refinement)
 MAX_VOXEL_MM = 2.5
@@ -302,7 +318,7 @@ def _register_box(channels: list[tuple[np.ndarray, np.ndarray, str, float]],
                 for pair, metric, weight in pairs[1:]]
         stage = syn_stage("CC", f, m, SHRINK, SMOOTH, ITERATIONS, convergence=1e-6,
                           cc_radius=CC_RADIUS, step=STEP, also=also,
-                          field_smoothing=FIELD_SMOOTHING)
+                          field_smoothing=field_smoothing_voxels())
         args = registration_command(
             f, m, str(prefix), [stage], fixed_mask=mask_path,
             seed=settings.seed if settings.deterministic else None, centre_of_mass=False)
