@@ -145,8 +145,12 @@ def test_a_signal_stops_the_run_with_its_exit_code_and_says_how_to_resume(
     import signal
     import time
 
+    # a shell without job control starts background commands with SIGINT ignored, and
+    # Python then keeps it ignored: give the child the disposition a terminal's
+    # foreground job has, so the test does not depend on how the suite was started
     script = (
-        "import sys, time\n"
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import qsmbids.cli.bids_app as app\n"
         "def busy(args):\n"
         "    print('working', flush=True)\n"
