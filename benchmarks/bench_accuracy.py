@@ -182,7 +182,7 @@ def real_rows(work: Path, extra: list[str]):
         chi, img = _load(_one(run, "*_space-orig_desc-wholebrain_Chimap.nii.gz"))
         mask, _ = _load(_one(run, "*_space-orig_desc-brain_mask.nii.gz"))
         spread = map_spread(chi, mask > 0, img.header.get_zooms()[:3])
-        tables = run.find("*_stats.tsv")
+        tables = run.find("*_atlas-*_stats.tsv")  # not the veins table
         order = nuclei_order_holds(_bilateral_means(tables[0])) if tables else None
         rows.append((name, spread, order, seconds, run.log))
     return rows
