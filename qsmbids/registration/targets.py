@@ -65,7 +65,8 @@ def prepare_target(image, mask=None, *, n4: bool = True, n_threads: int | None =
             crop = ants.from_numpy(np.ascontiguousarray(data[box]), spacing=tuple(spacing))
             fit = crop.new_image_like(inside[box].astype(np.float32))
             corrected = ants.n4_bias_field_correction(crop, mask=fit,
-                                                      shrink_factor=n4_shrink_factor(spacing))
+                                                      shrink_factor=n4_shrink_factor(spacing),
+                                                      convergence=N4_CONVERGENCE)
         data[box] = np.where(inside[box], corrected.numpy(), data[box])
     out = nib.Nifti1Image(data, img.affine)
     out.header.set_xyzt_units("mm")
@@ -74,6 +75,12 @@ def prepare_target(image, mask=None, *, n4: bool = True, n_threads: int | None =
 
 #: voxel size of the grid N4 fits its bias field on, mm (the field is smooth)
 N4_FIT_VOXEL_MM = 5.0
+#: N4's iterations per fitting level and the convergence threshold that ends a level
+#: early. antspyx's default threshold, 1e-7, runs every iteration; 1e-4 gave the same
+#: corrected image (correlation 1.00000 inside the mask) on a qsm-forward 1 mm head in
+#: 4.7 instead of 6.6 s on 2 threads, and on qsmbids' 1 mm phantom (5.6-5.8 s) and the
+#: Philips 3 T head (6.3 s), where no level stopped early
+N4_CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 1e-4}
 
 
 def n4_shrink_factor(voxel_size_mm) -> int:
