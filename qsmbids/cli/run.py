@@ -15,6 +15,7 @@ Reliability rules kept here:
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -406,10 +407,16 @@ def _execute(settings: Settings, todo: list, stream: TextIO | None) -> list[RunO
     outcomes: list[RunOutcome] = []
     try:
         workflow = init_participant_wf(settings, todo)
+        # nipype's MultiProc runs a full garbage collection before each submission; with
+        # the scientific stack imported here each took 0.22 s (37 of them, 8.2 s of a
+        # cached 1 mm run). Frozen, the objects that exist now are not scanned again
+        gc.freeze()
         try:
             workflow.run(plugin=settings.plugin, plugin_args=_plugin_args(settings, progress))
         except RuntimeError as exc:  # nipype: some nodes failed; reported per run below
             LOGGER.debug("workflow finished with errors: %s", exc)
+        finally:
+            gc.unfreeze()
         if settings.graph_plugin:
             return [RunOutcome(r.prefix, "submitted", f"submitted with {settings.plugin}")
                     for r in runs]
