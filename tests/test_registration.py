@@ -246,3 +246,31 @@ def test_prepare_target_removes_a_smooth_bias_inside_the_mask():
     ratio = out[brain] / truth[brain]  # flat after correction (N4 keeps an arbitrary scale)
     before = (truth * bias)[brain] / truth[brain]
     assert np.std(ratio) / np.mean(ratio) < 0.25 * np.std(before) / np.mean(before)
+
+
+def test_the_registration_child_loads_the_ants_library_without_the_package():
+    """Each registration runs in a child interpreter; it loads antspyx's compiled library
+    alone, since importing the ``ants`` package costs 2.5-2.7 s of start-up there."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from qsmbids.registration.job import ants_library\n"
+             "lib = ants_library()\n"
+             "print(hasattr(lib, 'antsRegistration'), 'ants' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["True", "False"]
+
+
+def test_a_failed_registration_names_what_was_registered_and_why(tmp_path):
+    from qsmbids.registration.job import run_registration
+
+    missing = tmp_path / "fixed.nii.gz"
+    args = ["--dimensionality", "3", "--metric", f"MI[{missing},{missing},1,32]",
+            "--transform", "Rigid[0.1]", "--convergence", "[10,1e-6,10]",
+            "--shrink-factors", "1", "--smoothing-sigmas", "0vox",
+            "--output", f"[{tmp_path / 'out_'}]"]
+    with pytest.raises(RuntimeError, match=r"ANTs registration of the test pair failed.*"
+                                           r"fixed\.nii\.gz does not exist"):
+        run_registration(args, n_threads=1, description="the test pair")

@@ -17,6 +17,8 @@ import ants
 import nibabel as nib
 import numpy as np
 
+from qsmbids.registration.job import ITK_THREADS_ENV
+
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 ImageLike = "nib.Nifti1Image | str | os.PathLike"
@@ -72,7 +74,6 @@ def from_ants(image: ants.ANTsImage, dtype=None) -> nib.Nifti1Image:
 
 
 _LOG = logging.getLogger(__name__)
-ITK_THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 
 #: thread count ITK bound to at the first ANTs call of this process (None: not yet)
 _BOUND_THREADS: int | None = None
