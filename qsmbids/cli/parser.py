@@ -201,7 +201,7 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
     meth.add_argument("--registration-contrast", choices=REGISTRATION_CONTRAST,
                       default=REGISTRATION_CONTRAST[0],
                       help="anatomy+chi: after the anatomical registration (T1w, else the "
-                           "magnitude), refine the deep grey nuclei at 1 mm on the "
+                           "magnitude), refine the deep grey nuclei (1.5 mm grid) on the "
                            "susceptibility map against the atlas's susceptibility template "
                            "(the nuclei are faint on T1w and magnitude); anatomy: the "
                            "anatomical registration alone (it then runs beside the "

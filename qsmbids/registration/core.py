@@ -67,8 +67,8 @@ class RegistrationSettings:
         A susceptibility refinement of the deep grey matter follows
         (:mod:`qsmbids.registration.refine`): the rigid, affine and SyN stages stop one
         level before their finest (for ``fast``, at 4 instead of 2 mm), which halves
-        the SyN's cost; the refinement then places the nuclei at 1 mm. Stopping the
-        linear stages early too was measured on the qsm-forward MNI subjects at 1 mm
+        the SyN's cost; the refinement then places the nuclei (on a 1.5 mm grid).
+        Stopping the linear stages early too was measured on the qsm-forward MNI subjects at 1 mm
         (benchmarks/bench_nuclei_registration.py, magnitude path): 7 s less (anatomical
         stage 21-22 -> 15-16 s), every nucleus's Dice within 0.01 and its regional-mean
         error within 0.001 ppm.
