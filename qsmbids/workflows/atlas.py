@@ -36,6 +36,7 @@ REGIONAL_OUTPUTS = ("dseg", "dseg_tsv", "xfm_files", "inverse_xfm_files", "chi_t
 def init_atlas_registration_wf(settings: Settings, atlas_dir: Path, mem: dict[str, float],
                                *, t1w: Path | None = None, refined: bool = False,
                                refinement_skipped: str | None = None,
+                               threads: int | None = None,
                                name: str = "atlas_registration_wf") -> pe.Workflow:
     """Register the atlas template to the run (ANTs; through the T1w when given) and warp
     its labels onto the run.
@@ -54,6 +55,9 @@ def init_atlas_registration_wf(settings: Settings, atlas_dir: Path, mem: dict[st
         A susceptibility refinement follows (the SyN stops one level early).
     refinement_skipped
         Why a refinement asked for does not run (recorded in the provenance).
+    threads
+        Threads of its heavy nodes (None: ``settings.omp_nthreads``; the run's
+        workflow gives :func:`~qsmbids.workflows.common.side_by_side_threads`).
     name
         Workflow name.
 
@@ -65,7 +69,7 @@ def init_atlas_registration_wf(settings: Settings, atlas_dir: Path, mem: dict[st
         both transform chains, the registration target, the anatomy it matched and the
         SyN metric, and the provenance record.
     """
-    threads = settings.omp_nthreads
+    threads = threads or settings.omp_nthreads
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=list(REGISTRATION_INPUTS)),
                         name="inputnode")

@@ -36,6 +36,7 @@ from qsmbids.workflows.common import (
     memory_estimates,
     refinement_plan,
     run_spec,
+    side_by_side_threads,
 )
 from qsmbids.workflows.field import init_field_wf
 from qsmbids.workflows.qsm import init_qsm_wf
@@ -81,9 +82,11 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     wf = pe.Workflow(name=workflow_name(run))
     phase = run.field_map is None  # estimated from wrapped phase (it has a noise map)
     atlas = inputs.atlas_dir
-    field = init_field_wf(settings, run, mem, user_mask=inputs.user_mask)
+    # the reconstruction chain and the atlas registration run side by side
+    threads = side_by_side_threads(settings, atlas is not None)
+    field = init_field_wf(settings, run, mem, user_mask=inputs.user_mask, threads=threads)
     qsm = init_qsm_wf(settings, mem, offset_term=phase and run.n_echoes == 1,
-                      field_noise=phase, csf_atlas_dir=atlas)
+                      field_noise=phase, csf_atlas_dir=atlas, threads=threads)
     sink = pe.Node(DerivativesSink(
         output_dir=str(settings.output_dir), run_spec=run_spec(run),
         context=asdict(inputs.context),
@@ -113,7 +116,7 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
                                    ("outputnode.prov_relax", "prov_relax")])])
     regional = None
     if atlas is not None:
-        regional = _connect_atlas(wf, settings, inputs, mem, field, qsm, sink)
+        regional = _connect_atlas(wf, settings, inputs, mem, field, qsm, sink, threads)
     if settings.veins:
         _connect_veins(wf, settings, inputs, mem, field, qsm, regional, sink)
     return wf
@@ -149,13 +152,14 @@ def _connect_veins(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
 
 def _connect_atlas(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
                    mem: dict[str, float], field: pe.Workflow, qsm: pe.Workflow,
-                   sink: pe.Node) -> pe.Workflow:
-    """Add the atlas registration and the regional workflow to a run's workflow;
-    return the regional workflow (its ``outputnode.dseg``: the labels on the run)."""
+                   sink: pe.Node, threads: int) -> pe.Workflow:
+    """Add the atlas registration (``threads`` per node) and the regional workflow to a
+    run's workflow; return the regional workflow (its ``outputnode.dseg``: the labels
+    on the run)."""
     refined, skipped = refinement_plan(settings, inputs.run)
     registration = init_atlas_registration_wf(settings, inputs.atlas_dir, mem,
                                               t1w=inputs.run.t1w, refined=refined,
-                                              refinement_skipped=skipped)
+                                              refinement_skipped=skipped, threads=threads)
     regional = init_regional_wf(settings, inputs.atlas_dir, mem, refine=refined)
     anatomical = ("dseg", "dseg_tsv", "xfm_files", "inverse_xfm_files", "inverse_invert",
                   "anatomy", "metric")

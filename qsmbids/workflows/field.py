@@ -18,7 +18,8 @@ FIELD_OUTPUTS = ("magnitude", "brain_mask", "field", "field_mask", "field_noise"
 
 
 def init_field_wf(settings: Settings, run: GreRun, mem: dict[str, float], *,
-                  user_mask: Path | None = None, name: str = "field_wf") -> pe.Workflow:
+                  user_mask: Path | None = None, threads: int | None = None,
+                  name: str = "field_wf") -> pe.Workflow:
     """Load the run, make its brain mask and estimate its total field (ppm); R2*/T2*
     when it has two echoes or more.
 
@@ -37,6 +38,9 @@ def init_field_wf(settings: Settings, run: GreRun, mem: dict[str, float], *,
     user_mask
         A brain mask to use instead of the automatic one (also settable later as
         ``inputnode.user_mask``).
+    threads
+        Threads of its heavy nodes (None: ``settings.omp_nthreads``; the run's
+        workflow gives :func:`~qsmbids.workflows.common.side_by_side_threads`).
     name
         Workflow name.
 
@@ -59,7 +63,7 @@ def init_field_wf(settings: Settings, run: GreRun, mem: dict[str, float], *,
     if run.field_map is not None:
         load, field = _field_map_nodes(run, mem)
     else:
-        load, field = _phase_nodes(settings, run, mem)
+        load, field = _phase_nodes(settings, run, mem, threads or settings.omp_nthreads)
         wf.connect([
             (load, field, [("magnitude", "magnitude"), ("phase", "phase")]),
             (field, outputnode, [("field_noise", "field_noise")]),
@@ -84,10 +88,9 @@ def init_field_wf(settings: Settings, run: GreRun, mem: dict[str, float], *,
     return wf
 
 
-def _phase_nodes(settings: Settings, run: GreRun, mem: dict[str, float]
+def _phase_nodes(settings: Settings, run: GreRun, mem: dict[str, float], threads: int
                  ) -> tuple[pe.Node, pe.Node]:
-    """A run of wrapped phase: load and scale the parts, estimate the field."""
-    threads = settings.omp_nthreads
+    """A run of wrapped phase: load and scale the parts, estimate the field (``threads``)."""
     load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
     if settings.phase_units is not None:
         load.inputs.phase_units = settings.phase_units

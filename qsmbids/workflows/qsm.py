@@ -17,7 +17,7 @@ QSM_OUTPUTS = ("local_field", "mask", "chi", "reference", "prov_bg", "prov_inv",
 
 def init_qsm_wf(settings: Settings, mem: dict[str, float], *, offset_term: bool = False,
                 field_noise: bool = True, csf_atlas_dir: Path | None = None,
-                name: str = "qsm_wf") -> pe.Workflow:
+                threads: int | None = None, name: str = "qsm_wf") -> pe.Workflow:
     """Background-field removal, dipole inversion and referencing.
 
     Parameters
@@ -35,6 +35,9 @@ def init_qsm_wf(settings: Settings, mem: dict[str, float], *, offset_term: bool 
     csf_atlas_dir
         With ``--reference csf``: the atlas whose CSF labels, warped onto the run
         (``inputnode.dseg``), give the reference.
+    threads
+        Threads of its heavy nodes (None: ``settings.omp_nthreads``; the run's
+        workflow gives :func:`~qsmbids.workflows.common.side_by_side_threads`).
     name
         Workflow name.
 
@@ -46,7 +49,7 @@ def init_qsm_wf(settings: Settings, mem: dict[str, float], *, offset_term: bool 
         ``local_field`` (ppm), ``mask`` (where it is valid), ``chi`` (ppm, referenced),
         ``reference`` (region and value) and the steps' provenance records.
     """
-    threads = settings.omp_nthreads
+    threads = threads or settings.omp_nthreads
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=list(QSM_INPUTS)), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=list(QSM_OUTPUTS)), name="outputnode")
