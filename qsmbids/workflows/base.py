@@ -16,7 +16,9 @@ Every node declares ``mem_gb`` estimated from the image size and echo count, and
 ``n_procs`` (threads) from ``--omp-nthreads``, so MultiProc schedules within
 ``--nprocs``/``--mem-gb`` and cluster plugins request fitting resources. The
 anatomical registration depends only on the field workflow's magnitude and mask, so
-it runs beside the reconstruction (before the reference with ``--reference csf``).
+it runs beside the reconstruction (before the reference with ``--reference csf``); when
+the two branches do not fit in ``--nprocs`` at full width, their nodes get half the
+threads each (:func:`~qsmbids.workflows.common.side_by_side_threads`).
 """
 
 from __future__ import annotations
