@@ -7,7 +7,13 @@ import pytest
 import scipy.ndimage as ndi
 from field_sim import EQUAL_TES, head, simulate
 
-from qsmbids.recon.masking import BrainMaskSettings, brain_mask, user_mask
+from qsmbids.recon.masking import (
+    BrainMaskSettings,
+    brain_mask,
+    distance_to_outside,
+    user_mask,
+    within,
+)
 from qsmbids.recon.unwrap_region_growing import QualityInputs, voxel_quality
 from qsmbids.sim.ellipsoid_head import ellipsoid_head
 from qsmbids.sim.signal import simulate_multi_echo_gre
@@ -124,3 +130,17 @@ def test_the_coarse_opening_keeps_the_rim_of_convex_edges():
     print(f"lost {lost.sum()}, gained {gained.sum()} of {body.sum()} voxels")
     assert lost.sum() <= 0.001 * body.sum()
     assert gained.sum() <= 0.001 * body.sum()
+
+
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (0.8, 1.0, 2.0)])
+def test_the_boxed_distances_match_the_whole_image_transform(voxel):
+    """The distance helpers work on bounding boxes; they must give what the whole
+    image's transform gives, blobs touching the image edge included."""
+    rng = np.random.default_rng(3)
+    blobs = ndi.gaussian_filter(rng.normal(size=(40, 36, 30)), 3) > 0.05
+    blobs[:3] = False
+    whole_depth = ndi.distance_transform_edt(blobs, sampling=voxel) >= 2.5
+    assert np.array_equal(distance_to_outside(blobs, voxel) >= 2.5, whole_depth)
+    whole_near = ndi.distance_transform_edt(~blobs, sampling=voxel) < 3.0
+    assert np.array_equal(within(blobs, voxel, 3.0), whole_near)
+    assert not within(np.zeros_like(blobs), voxel, 3.0).any()

@@ -7,6 +7,9 @@ voxel, so a voxel's susceptibility is its blood fraction times the blood's value
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,6 +89,18 @@ def test_vein_mask_finds_the_veins_and_not_the_nucleus_or_a_microbleed(vein_phan
         assert dice >= 0.7, f"{diameter} mm vein: Dice {dice:.2f}"
     assert not (found & nucleus).any()
     assert (found & sphere).sum() <= 0.2 * sphere.sum()
+
+
+def test_the_vesselness_computed_first_gives_the_same_vein_mask(vein_phantom):
+    """The vein workflow computes the vesselness before the atlas gives the nuclei; the
+    mask made from it is the one made in one go."""
+    chi, brain, nucleus, _, _, _ = vein_phantom
+    early = veins.candidate_vesselness(chi, brain, (1, 1, 1), edge_margin_mm=1.0)
+    direct = veins.vein_mask(chi, brain, (1, 1, 1), exclude=nucleus, edge_margin_mm=1.0)
+    later = veins.vein_mask(chi, brain, (1, 1, 1), exclude=nucleus, edge_margin_mm=1.0,
+                            vesselness_map=early)
+    assert direct.sum() > 100
+    assert np.array_equal(direct, later)
 
 
 def test_venous_susceptibility_and_oef_of_the_large_veins(vein_phantom):
@@ -205,14 +220,17 @@ def test_the_vein_workflow_writes_its_images_and_the_oef_table(vein_phantom, tmp
     for name, path in paths.items():
         setattr(wf.inputs.inputnode, name, path)
     result = wf.run()
-    node = next(n for n in result.nodes() if n.name == "veins")
-    outputs = node.result.outputs
-    for kind in ("swi", "minip", "venogram", "veins"):
-        assert nib.load(getattr(outputs, kind)).shape == chi.shape
+    nodes = {n.name: n.result.outputs for n in result.nodes()}
+    outputs, images = nodes["veins"], nodes["venous_images"]
+    for kind in ("swi", "minip", "venogram"):
+        assert nib.load(getattr(images, kind)).shape == chi.shape
+    assert nib.load(outputs.veins).shape == chi.shape
+    provenance = json.loads(Path(outputs.provenance).read_text())
+    assert provenance["Parameters"]["SlabThickness_mm"] == settings.slab_mm
     row = read_tsv(outputs.veins_table)[0]
     assert row["reference"] == "map" and row["hematocrit_source"] == "test"
     assert row["n_voxels"] > 0 and row["oef"] == pytest.approx(0.35, abs=0.03)
-    venogram = np.asarray(nib.load(outputs.venogram).dataobj)
+    venogram = np.asarray(nib.load(images.venogram).dataobj)
     assert venogram.max() == pytest.approx(chi[brain].max(), abs=1e-5)
 
 

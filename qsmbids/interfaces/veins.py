@@ -41,33 +41,30 @@ VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
 }
 
 
-class VeinOutputsInputSpec(BaseInterfaceInputSpec):
+class VenousImagesInputSpec(BaseInterfaceInputSpec):
     magnitude = File(exists=True, mandatory=True, desc="magnitude (x, y, z, echo)")
     local_field = File(exists=True, mandatory=True, desc="local field, ppm")
     chi = File(exists=True, mandatory=True, desc="susceptibility, ppm")
     mask = File(exists=True, mandatory=True)
-    dseg = File(exists=True, desc="atlas labels on the run's grid")
-    nucleus_labels = traits.List(traits.Int, desc="dseg labels excluded from the veins")
-    csf_labels = traits.List(traits.Int, desc="dseg labels of CSF (the OEF's water level)")
-    hematocrit = traits.Float(mandatory=True, desc="fraction")
-    hematocrit_source = traits.Str("default")
     slab_mm = traits.Float(mandatory=True, desc="projection slab thickness, mm")
 
 
-class VeinOutputsOutputSpec(TraitedSpec):
+class VenousImagesOutputSpec(TraitedSpec):
     swi = File(exists=True)
     minip = File(exists=True)
     venogram = File(exists=True, desc="ppm")
-    veins = File(exists=True, desc="vein mask")
-    veins_table = File(exists=True, desc="one-row TSV (VENOUS_COLUMNS), sidecar beside it")
+    vesselness = File(exists=True, desc="Frangi vesselness of the vein candidates, 0..1")
     provenance = File(exists=True)
 
 
-class VeinOutputs(MeasuredInterface):
-    """SWI and its minIP, the QSM venogram, the vein mask and the venous table (OEF)."""
+class VenousImages(MeasuredInterface):
+    """SWI and its minIP, the QSM venogram, and the vesselness the vein mask starts from.
 
-    input_spec = VeinOutputsInputSpec
-    output_spec = VeinOutputsOutputSpec
+    Needs no atlas, so it runs while the atlas registration does.
+    """
+
+    input_spec = VenousImagesInputSpec
+    output_spec = VenousImagesOutputSpec
 
     def _compute(self, runtime):
         from qsmbids.recon import swi, veins
@@ -79,10 +76,56 @@ class VeinOutputs(MeasuredInterface):
         voxel, _ = geometry(chi_img)
         axis = swi.superior_axis(chi_img.affine)
         image = swi.susceptibility_weighted_image(magnitude, field, mask)
+        del magnitude, field
         minip = swi.slab_projection(image, mask, voxel, "min", axis=axis,
                                     slab_mm=self.inputs.slab_mm)
         venogram = swi.slab_projection(chi, mask, voxel, "max", axis=axis,
                                        slab_mm=self.inputs.slab_mm)
+        # uncompressed: the derivatives writer gzips the final copies
+        self._results["swi"] = save_like(image, chi_img, _out("swi.nii"))
+        self._results["minip"] = save_like(minip, chi_img, _out("minip.nii"))
+        self._results["venogram"] = save_like(venogram, chi_img, _out("venogram.nii"))
+        self._results["vesselness"] = save_like(
+            veins.candidate_vesselness(chi, mask, voxel), chi_img, _out("vesselness.nii"))
+        self._results["provenance"] = write_provenance(
+            _out("provenance.json"), "venous images",
+            "CLEAR-SWI-style SWI (Eckstein 2021), slab minIP/MIP, Frangi vesselness",
+            {"SlabThickness_mm": self.inputs.slab_mm, "ProjectionAxis": axis})
+        return runtime
+
+
+class VeinOutputsInputSpec(BaseInterfaceInputSpec):
+    chi = File(exists=True, mandatory=True, desc="susceptibility, ppm")
+    mask = File(exists=True, mandatory=True)
+    vesselness = File(exists=True, mandatory=True, desc="from VenousImages")
+    images_provenance = File(exists=True, mandatory=True, desc="from VenousImages")
+    dseg = File(exists=True, desc="atlas labels on the run's grid")
+    nucleus_labels = traits.List(traits.Int, desc="dseg labels excluded from the veins")
+    csf_labels = traits.List(traits.Int, desc="dseg labels of CSF (the OEF's water level)")
+    hematocrit = traits.Float(mandatory=True, desc="fraction")
+    hematocrit_source = traits.Str("default")
+
+
+class VeinOutputsOutputSpec(TraitedSpec):
+    veins = File(exists=True, desc="vein mask")
+    veins_table = File(exists=True, desc="one-row TSV (VENOUS_COLUMNS), sidecar beside it")
+    provenance = File(exists=True, desc="the vein outputs' step, with VenousImages' too")
+
+
+class VeinOutputs(MeasuredInterface):
+    """The vein mask (the atlas's nuclei kept out) and the venous table (OEF)."""
+
+    input_spec = VeinOutputsInputSpec
+    output_spec = VeinOutputsOutputSpec
+
+    def _compute(self, runtime):
+        from qsmbids.recon import veins
+
+        chi, chi_img = load_image(self.inputs.chi)
+        mask = load_image(self.inputs.mask, bool)[0]
+        vesselness = load_image(self.inputs.vesselness)[0]
+        images = json.loads(Path(self.inputs.images_provenance).read_text())
+        voxel, _ = geometry(chi_img)
         exclude, water, reference = None, 0.0, "map"
         if isdefined(self.inputs.dseg):
             labels = load_image(self.inputs.dseg, np.int32)[0]
@@ -90,7 +133,7 @@ class VeinOutputs(MeasuredInterface):
             csf = mask & np.isin(labels, list(self.inputs.csf_labels or []))
             if csf.sum() >= 20:
                 water, reference = float(np.median(chi[csf])), "CSF"
-        found = veins.vein_mask(chi, mask, voxel, exclude=exclude)
+        found = veins.vein_mask(chi, mask, voxel, exclude=exclude, vesselness_map=vesselness)
         measure = veins.venous_measure(chi - np.float32(water), found, voxel,
                                        hematocrit=self.inputs.hematocrit)
         note = None
@@ -101,11 +144,7 @@ class VeinOutputs(MeasuredInterface):
                                           measure.hematocrit, float("nan"))
         elif measure.n_voxels == 0:
             note = f"no vein at least {measure.min_diameter_mm:g} mm wide was found"
-        self._results["swi"] = save_like(image, chi_img, _out("swi.nii.gz"))
-        self._results["minip"] = save_like(minip, chi_img, _out("minip.nii.gz"))
-        self._results["venogram"] = save_like(venogram, chi_img, _out("venogram.nii.gz"))
-        self._results["veins"] = save_like(found.astype(np.uint8), chi_img,
-                                           _out("veins.nii.gz"))
+        self._results["veins"] = save_like(found.astype(np.uint8), chi_img, _out("veins.nii"))
         row = {"venous_chi": measure.chi_ppm, "reference": reference,
                "n_voxels": measure.n_voxels, "min_diameter": measure.min_diameter_mm,
                "vein_volume": float(found.sum() * np.prod(voxel)),
@@ -123,8 +162,7 @@ class VeinOutputs(MeasuredInterface):
             _out("provenance.json"), "veins",
             "CLEAR-SWI-style SWI (Eckstein 2021), slab minIP/MIP, Frangi vein mask, "
             "venous susceptibility and OEF",
-            {"SlabThickness_mm": self.inputs.slab_mm, "ProjectionAxis": axis,
-             "Hematocrit": measure.hematocrit,
+            {**images["Parameters"], "Hematocrit": measure.hematocrit,
              "DeltaChiDeoxygenated_ppm": veins.DELTA_CHI_DO_PPM},
             {"VeinVoxels": int(found.sum()), "VenousChi_ppm": measure.chi_ppm,
              "OEF": measure.oef, "VenousReference": reference})

@@ -89,6 +89,52 @@ class BrainMask:
     method: str
 
 
+def distance_to_outside(mask: np.ndarray, voxel_size: Sequence[float]) -> np.ndarray:
+    """Distance (mm) of each voxel of ``mask`` to the nearest voxel outside it; 0 outside.
+
+    The same as ``scipy.ndimage.distance_transform_edt(mask, sampling=voxel_size)``
+    (the image's own edge does not count as outside), computed on the mask's bounding
+    box grown by one voxel: the nearest outside voxel is never beyond that layer, and
+    a head's box is a fraction of the image.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, (x, y, z), mm.
+    """
+    mask = np.asarray(mask, bool)
+    out = np.zeros(mask.shape, np.float64)
+    box = _bounding_box(mask, 1)
+    if box is not None:
+        out[box] = ndi.distance_transform_edt(mask[box], sampling=voxel_size)
+    return out
+
+
+def within(mask: np.ndarray, voxel_size: Sequence[float], distance_mm: float) -> np.ndarray:
+    """Voxels less than ``distance_mm`` from ``mask`` (its own voxels included), bool.
+
+    Computed on the mask's bounding box grown by ``distance_mm``: nothing beyond it
+    can be nearer than that.
+    """
+    mask = np.asarray(mask, bool)
+    voxel = np.asarray(voxel_size, float)
+    out = np.zeros(mask.shape, bool)
+    box = _bounding_box(mask, [int(np.ceil(distance_mm / d)) + 1 for d in voxel])
+    if box is not None:
+        out[box] = ndi.distance_transform_edt(~mask[box], sampling=voxel) < distance_mm
+    return out
+
+
+def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...] | None:
+    """Slices of ``mask``'s bounding box grown by ``margin`` voxels (per axis), or None."""
+    found = ndi.find_objects(mask.astype(np.uint8))
+    if not found or found[0] is None:
+        return None
+    margins = np.broadcast_to(np.asarray(margin, int), (mask.ndim,))
+    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
+                 for s, m, n in zip(found[0], margins, mask.shape, strict=True))
+
+
 def _erode_mm(mask: np.ndarray, radius_mm: float, voxel_size: Sequence[float],
               *, edge_is_outside: bool = True) -> np.ndarray:
     """Erosion by a ball of ``radius_mm``; with ``edge_is_outside=False`` tissue that

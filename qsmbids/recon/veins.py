@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
+from qsmbids.recon.masking import distance_to_outside, within
+
 #: susceptibility difference between fully deoxygenated and oxygenated red blood
 #: cells, ppm (SI; 0.27 ppm cgs x 4 pi; Spees et al. 2001, Jain et al. 2012)
 DELTA_CHI_DO_PPM = 3.39
@@ -157,13 +159,38 @@ def vesselness(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[fl
     return out
 
 
+def candidate_vesselness(chi_ppm: np.ndarray, brain_mask: np.ndarray,
+                         voxel_size_mm: Sequence[float], *,
+                         chi_min_ppm: float = DEFAULT_VEIN_CHI_MIN_PPM,
+                         edge_margin_mm: float = 3.0,
+                         radii_mm: Sequence[float] = DEFAULT_RADII_MM) -> np.ndarray:
+    """The vesselness :func:`vein_mask` needs, before any region is excluded.
+
+    Frangi's filter (:func:`vesselness`) on boxes around the voxels that could seed a
+    vein: at least ``chi_min_ppm`` and ``edge_margin_mm`` inside the brain. With its
+    fixed structuredness constant, a voxel's value does not depend on which other
+    voxels are candidates, so :func:`vein_mask` may exclude the nuclei afterwards.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 in [0, 1], (x, y, z).
+    """
+    chi = np.asarray(chi_ppm, np.float32)
+    brain = np.asarray(brain_mask, bool)
+    candidates = (distance_to_outside(brain, voxel_size_mm) >= edge_margin_mm) \
+        & (chi >= chi_min_ppm)
+    return vesselness(chi, brain, voxel_size_mm, radii_mm, where=candidates)
+
+
 def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequence[float],
               *, exclude: np.ndarray | None = None,
               chi_min_ppm: float = DEFAULT_VEIN_CHI_MIN_PPM,
               vesselness_min: float = DEFAULT_VESSELNESS_MIN,
               edge_margin_mm: float = 3.0, exclude_margin_mm: float = 2.0,
               min_volume_mm3: float = 8.0, min_elongation: float = 3.0,
-              radii_mm: Sequence[float] = DEFAULT_RADII_MM) -> np.ndarray:
+              radii_mm: Sequence[float] = DEFAULT_RADII_MM,
+              vesselness_map: np.ndarray | None = None) -> np.ndarray:
     """Veins of a susceptibility map: bright, tubular, away from the brain edge and nuclei.
 
     Seeds are the voxels whose susceptibility is at least ``chi_min_ppm`` and whose
@@ -192,6 +219,11 @@ def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequen
     chi_min_ppm, vesselness_min, edge_margin_mm, exclude_margin_mm, min_volume_mm3,
     min_elongation, radii_mm
         See above.
+    vesselness_map
+        The map's vesselness (:func:`candidate_vesselness` with the same
+        ``chi_min_ppm``, ``edge_margin_mm`` and ``radii_mm``), when it was computed
+        already: the vein workflow computes it while the atlas registration that gives
+        ``exclude`` still runs. Default: computed here.
 
     Returns
     -------
@@ -201,12 +233,14 @@ def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequen
     chi = np.asarray(chi_ppm, np.float32)
     brain = np.asarray(brain_mask, bool)
     voxel = np.asarray(voxel_size_mm, float)
-    inside = ndi.distance_transform_edt(brain, sampling=voxel) >= edge_margin_mm
+    inside = distance_to_outside(brain, voxel) >= edge_margin_mm
     if exclude is not None and np.any(exclude):
-        inside &= ndi.distance_transform_edt(~np.asarray(exclude, bool),
-                                             sampling=voxel) >= exclude_margin_mm
+        inside &= ~within(np.asarray(exclude, bool), voxel, exclude_margin_mm)
     candidates = inside & (chi >= chi_min_ppm)
-    v = vesselness(chi, brain, voxel, radii_mm, where=candidates)
+    if vesselness_map is None:
+        v = vesselness(chi, brain, voxel, radii_mm, where=candidates)
+    else:
+        v = np.asarray(vesselness_map, np.float32)
     seeds = candidates & (v >= vesselness_min)
     if not seeds.any():
         return seeds

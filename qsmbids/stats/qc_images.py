@@ -317,11 +317,11 @@ def chi_tail_ratio(qsm: np.ndarray, mask: np.ndarray, voxel_size, depth_mm: floa
     float
         The ratio (nan without finite values or spread).
     """
-    from scipy import ndimage
+    from qsmbids.recon.masking import distance_to_outside
 
     mask = _as_mask(mask)
     values = _check_same_shape("the QSM", qsm, mask)
-    deep = ndimage.distance_transform_edt(mask, sampling=voxel_size) > depth_mm
+    deep = distance_to_outside(mask, voxel_size) > depth_mm
     region = deep if np.count_nonzero(deep) >= 1000 else mask
     chi = values[region].astype(np.float64)
     chi = chi[np.isfinite(chi)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
-from qsmbids.interfaces.veins import VeinOutputs
+from qsmbids.interfaces.veins import VeinOutputs, VenousImages
 from qsmbids.workflows.settings import Settings
 
 #: the ``inputnode`` and ``outputnode`` fields of :func:`init_vein_wf`
@@ -44,16 +44,22 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=list(VEIN_INPUTS)), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=list(VEIN_OUTPUTS)), name="outputnode")
+    # two nodes: the images and the vesselness need no atlas, so they run beside the
+    # atlas registration; only the mask's exclusions and the CSF level wait for it
+    images = pe.Node(VenousImages(slab_mm=settings.slab_mm), name="venous_images",
+                     mem_gb=mem["veins"])
     node = pe.Node(VeinOutputs(hematocrit=hematocrit, hematocrit_source=hematocrit_source,
-                               slab_mm=settings.slab_mm, nucleus_labels=list(nucleus_labels),
+                               nucleus_labels=list(nucleus_labels),
                                csf_labels=list(csf_labels)),
                    name="veins", mem_gb=mem["veins"])
     wf.connect([
-        (inputnode, node, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")
+        (inputnode, images, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")]),
+        (inputnode, node, [(f, f) for f in ("chi", "mask")
                            + (("dseg",) if with_dseg else ())]),
-        (node, outputnode, [(f, f) for f in ("swi", "minip", "venogram", "veins",
-                                             "veins_table")]
+        (images, node, [("vesselness", "vesselness"),
+                        ("provenance", "images_provenance")]),
+        (images, outputnode, [(f, f) for f in ("swi", "minip", "venogram")]),
+        (node, outputnode, [(f, f) for f in ("veins", "veins_table")]
          + [("provenance", "prov_veins")]),
     ])
     return wf
-
