@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def write_run_outputs(
     context: NameContext,
     settings_hash: str,
     settings: Mapping[str, Any] | None = None,
+    threads: int = 1,
 ) -> dict[str, Path]:
     """Copy a run's results into OUTPUT_DIR under their derivative names, then the manifest.
 
@@ -86,6 +88,9 @@ def write_run_outputs(
         Labels for the names.
     settings_hash, settings
         Identify the settings (stored in the manifest; see :func:`run_state`).
+    threads
+        Files written at once (gzip releases the GIL: the ``.nii`` files of a 1 mm
+        run take 2.6 s one after the other on one core).
 
     Returns
     -------
@@ -99,15 +104,21 @@ def write_run_outputs(
     manifest_file.unlink(missing_ok=True)  # incomplete until the new manifest is written
     written: dict[str, Path] = {}
     recorded: dict[str, int] = {}
-    for kind, src in files.items():
+    for kind in files:
         if kind not in OUTPUT_KINDS:
             raise KeyError(f"unknown output kind {kind!r}; add it to OUTPUT_KINDS")
-        dst = folder / derivative_name(run_entities, kind, context)
-        if str(src).endswith(".nii") and dst.name.endswith(".nii.gz"):
-            atomic_gzip(Path(src), dst)
+        written[kind] = folder / derivative_name(run_entities, kind, context)
+
+    def put(kind: str) -> None:
+        src, dst = Path(files[kind]), written[kind]
+        if src.name.endswith(".nii") and dst.name.endswith(".nii.gz"):
+            atomic_gzip(src, dst)
         else:
-            atomic_copy(Path(src), dst)
-        written[kind] = dst
+            atomic_copy(src, dst)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        list(pool.map(put, written))  # list(): a failed copy raises here
+    for kind, dst in written.items():
         recorded[dst.relative_to(output_dir).as_posix()] = dst.stat().st_size
         if kind in sidecars:
             side = dst.with_name(dst.name[: -len(OUTPUT_KINDS[kind].extension)] + ".json")

@@ -51,6 +51,7 @@ class DerivativesSinkInputSpec(BaseInterfaceInputSpec):
     context = traits.Dict(mandatory=True, desc="NameContext fields")
     settings_hash = traits.Str(mandatory=True)
     settings_record = traits.Dict(desc="method settings for the manifest")
+    num_threads = traits.Int(1, usedefault=True, desc="files written at once")
     reference = traits.Dict(desc="reference region and value")
     xfm_files = traits.List(File(exists=True))
     inverse_xfm_files = traits.List(File(exists=True))
@@ -131,6 +132,7 @@ class DerivativesSink(MeasuredInterface):
                                            extra=extra)
         write_run_outputs(output_dir, run["entities"], files, sidecars, context=context,
                           settings_hash=self.inputs.settings_hash,
-                          settings=self.inputs.settings_record or {})
+                          settings=self.inputs.settings_record or {},
+                          threads=self.inputs.num_threads)
         self._results["manifest"] = str(manifest_path(output_dir, run["entities"]))
         return runtime

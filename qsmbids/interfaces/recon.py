@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -50,6 +51,7 @@ class LoadGreInputSpec(BaseInterfaceInputSpec):
     phase_units = traits.Str(desc="--phase-units override: rad, siemens or arbitrary")
     phase_sign = traits.Enum(1, -1, usedefault=True,
                              desc="--phase-sign: multiplies the wrapped phase (handedness)")
+    num_threads = traits.Int(1, usedefault=True, desc="files read at once")
 
 
 class LoadGreOutputSpec(TraitedSpec):
@@ -74,8 +76,14 @@ class LoadGre(MeasuredInterface):
         units_info: dict = {}
         nan_voxels = {}
 
+        def read(path):
+            return np.asarray(nib.load(path).dataobj, dtype=np.float32)
+
         def stack(paths):
-            volumes = [np.asarray(nib.load(p).dataobj, dtype=np.float32) for p in paths]
+            # echoes read at once: zlib releases the GIL (a 1 mm run's 8 files take
+            # 1.7 s one after the other)
+            with ThreadPoolExecutor(max_workers=max(1, self.inputs.num_threads)) as pool:
+                volumes = list(pool.map(read, paths))
             data = volumes[0] if spec["four_d"] else np.stack(
                 [v.reshape(v.shape[:3]) for v in volumes], axis=-1)
             bad = ~np.isfinite(data)

@@ -92,8 +92,9 @@ def init_run_wf(settings: Settings, inputs: RunInputs) -> pe.Workflow:
     sink = pe.Node(DerivativesSink(
         output_dir=str(settings.output_dir), run_spec=run_spec(run),
         context=asdict(inputs.context),
-        settings_hash=settings.digest(), settings_record=settings.method_record()),
-        name="sink", mem_gb=mem["sink"], overwrite=True)
+        settings_hash=settings.digest(), settings_record=settings.method_record(),
+        num_threads=settings.omp_nthreads),
+        name="sink", mem_gb=mem["sink"], overwrite=True, n_procs=settings.omp_nthreads)
     wf.connect([
         (field, qsm, [("outputnode.field", "inputnode.field"),
                       ("outputnode.field_mask", "inputnode.mask")]),

@@ -91,7 +91,9 @@ def init_field_wf(settings: Settings, run: GreRun, mem: dict[str, float], *,
 def _phase_nodes(settings: Settings, run: GreRun, mem: dict[str, float], threads: int
                  ) -> tuple[pe.Node, pe.Node]:
     """A run of wrapped phase: load and scale the parts, estimate the field (``threads``)."""
-    load = pe.Node(LoadGre(run_spec=run_spec(run)), name="load", mem_gb=mem["load"])
+    # the first node, alone at the start: it reads the echo files with all the threads
+    load = pe.Node(LoadGre(run_spec=run_spec(run), num_threads=settings.omp_nthreads),
+                   name="load", mem_gb=mem["load"], n_procs=settings.omp_nthreads)
     if settings.phase_units is not None:
         load.inputs.phase_units = settings.phase_units
     load.inputs.phase_sign = settings.phase_sign
