@@ -104,6 +104,19 @@ def test_cli_arguments_become_settings(tmp_path):
         [str(tmp_path / "b"), str(tmp_path / "o"), "participant"])).digest()
 
 
+def test_relative_atlas_mask_and_field_map_paths_become_absolute(tmp_path, monkeypatch):
+    # the nodes run in their own folders: 'qsmbids ... --atlas-dir atlas' once failed in
+    # the registration node with 'atlas folder <work>/.../register/atlas does not exist'
+    monkeypatch.chdir(tmp_path)
+    settings = settings_from_args(parse_args(
+        ["b", "o", "participant", "--atlas-dir", "atlas", "--mask", "masks",
+         "--field-map", "maps/f.nii.gz"]))
+    assert settings.atlas_dir == tmp_path / "atlas"
+    assert Path(settings.mask) == tmp_path / "masks"
+    assert Path(settings.field_map) == tmp_path / "maps/f.nii.gz"
+    assert settings_from_args(parse_args(["b", "o", "participant"])).atlas_dir is None
+
+
 def test_plugin_arguments(tmp_path):
     def callback(node, status):
         return None

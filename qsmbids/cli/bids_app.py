@@ -37,8 +37,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         bids_filters=json.dumps(filters, sort_keys=True),
         field_strength=args.field_strength, unwrapping=args.unwrapping,
         bg_removal=args.bg_removal, inversion=args.inversion, reference=args.reference,
-        atlas=args.atlas, atlas_dir=args.atlas_dir, mask=args.mask,
-        field_map=getattr(args, "field_map", None),
+        # absolute: the nodes run in their own folders, where a relative path is lost
+        atlas=args.atlas, atlas_dir=_absolute(args.atlas_dir), mask=_absolute(args.mask),
+        field_map=_absolute(getattr(args, "field_map", None)),
         field_map_units=getattr(args, "field_map_units", None),
         phase_units=getattr(args, "phase_units", None),
         phase_sign=getattr(args, "phase_sign", 1),
@@ -80,3 +81,8 @@ def run_bids_app(args: argparse.Namespace) -> int:
     except SetupError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return int(ExitCode.NO_INPUT)
+
+
+def _absolute(path: Path | str | None) -> Path | None:
+    """``path`` made absolute against the current folder (None stays None)."""
+    return None if path is None else Path(path).absolute()
