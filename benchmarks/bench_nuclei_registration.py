@@ -205,9 +205,14 @@ def _run_path(name: str, voxel_mm: float, path: str) -> dict:
     if refined:
         anatomy = (AnatomyChannel(result.anatomy, atlas.template, metric)
                    if not path.endswith("chi only") else None)
+        # the labels through the anatomical registration, as the pipeline's register
+        # node writes them (its dseg), are what the subject's template is read under
+        anatomical = warp_labels_to_subject(atlas.labels, nib.load(str(mask)), chain,
+                                            n_threads=THREADS)
         refinement = refine_on_susceptibility(
             chi, mask, subject_susceptibility_template(atlas, chi, mask, chain,
-                                                       n_threads=THREADS).image,
+                                                       n_threads=THREADS,
+                                                       labels_on_subject=anatomical).image,
             nuclei_mask_image(atlas), chain,
             result.subject_to_template, work / "refine_", settings, anatomy,
             template_sigma_mm=SMOOTHING_MM)

@@ -75,3 +75,12 @@ def test_template_of_a_subject_carries_its_regional_values(tmp_path):
     inside = np.isin(labels, atlas.regions["GlobusPallidus_L"])
     assert np.median(painted[inside]) == pytest.approx(0.21, abs=0.01)
     assert np.all(painted[labels == 0] == 0)
+    # the labels already on the subject (the anatomical registration's dseg) give the
+    # same values without a second warp; a dseg on another grid is refused
+    given = subject_susceptibility_template(atlas, chi_img, mask_img, identity,
+                                            labels_on_subject=labels_img)
+    assert given.region_values(atlas.regions) == pytest.approx(regions)
+    with pytest.raises(ValueError, match="grid"):
+        subject_susceptibility_template(atlas, chi_img, mask_img, identity,
+                                        labels_on_subject=nib.Nifti1Image(
+                                            labels[:-1].astype(np.int16), labels_img.affine))

@@ -124,7 +124,8 @@ def _medians_by_label(labels: np.ndarray, values: np.ndarray,
 
 
 def subject_susceptibility_template(atlas: Atlas, chi, mask, chain, *,
-                                    n_threads: int | None = None) -> SubjectTemplate:
+                                    n_threads: int | None = None,
+                                    labels_on_subject=None) -> SubjectTemplate:
     """The atlas's susceptibility template painted with the subject's values.
 
     Parameters
@@ -138,6 +139,10 @@ def subject_susceptibility_template(atlas: Atlas, chi, mask, chain, *,
         anatomical registration).
     n_threads
         ITK threads of the label warp.
+    labels_on_subject
+        The atlas labels already brought onto the map's grid through ``chain``
+        (nibabel image or path; the anatomical registration's ``dseg``), read instead
+        of warping them again (1.3 s at 1 mm).
 
     Returns
     -------
@@ -147,10 +152,16 @@ def subject_susceptibility_template(atlas: Atlas, chi, mask, chain, *,
     from qsmbids.registration.core import warp_labels_to_subject
 
     chi_img, mask_img = load_nifti(chi), load_nifti(mask)
-    # nearest neighbour: four times faster than genericLabel on a 1 mm head (0.8 s
-    # against 4.4 s), and the interiors the values are read from are the same
-    warped = warp_labels_to_subject(atlas.labels, chi_img, chain,
-                                    interpolation="nearestNeighbor", n_threads=n_threads)
+    if labels_on_subject is not None:
+        warped = load_nifti(labels_on_subject)
+        if warped.shape[:3] != chi_img.shape[:3]:
+            raise ValueError(f"labels on the subject {warped.shape} are not on the map's "
+                             f"grid {chi_img.shape}")
+    else:
+        # nearest neighbour: four times faster than genericLabel on a 1 mm head (0.8 s
+        # against 4.4 s), and the interiors the values are read from are the same
+        warped = warp_labels_to_subject(atlas.labels, chi_img, chain,
+                                        interpolation="nearestNeighbor", n_threads=n_threads)
     measured = interior_medians(np.asarray(chi_img.dataobj, np.float32),
                                 np.asarray(mask_img.dataobj) > 0,
                                 np.asarray(warped.dataobj))

@@ -147,6 +147,8 @@ class RefineOnSusceptibilityInputSpec(BaseInterfaceInputSpec):
                                      "grid: a second channel of the refinement")
     metric = traits.Enum("mattes", "CC", usedefault=True,
                          desc="metric of the anatomy channel")
+    anatomical_dseg = File(exists=True, desc="the atlas labels through the anatomical "
+                                             "registration, on the map's grid")
     deterministic = traits.Bool(False, usedefault=True)
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
@@ -186,8 +188,11 @@ class RefineOnSusceptibility(MeasuredInterface):
         anatomy = (refine.AnatomyChannel(self.inputs.anatomy, atlas.template,
                                          self.inputs.metric)
                    if isdefined(self.inputs.anatomy) else None)
-        template = subject_susceptibility_template(atlas, self.inputs.chi, self.inputs.mask,
-                                                   forward, n_threads=self.inputs.num_threads)
+        template = subject_susceptibility_template(
+            atlas, self.inputs.chi, self.inputs.mask, forward,
+            n_threads=self.inputs.num_threads,
+            labels_on_subject=(self.inputs.anatomical_dseg
+                               if isdefined(self.inputs.anatomical_dseg) else None))
         result = refine.refine_on_susceptibility(
             self.inputs.chi, self.inputs.mask, template.image, nuclei,
             forward, inverse, Path(os.getcwd(), "reg_refine_"), settings, anatomy,

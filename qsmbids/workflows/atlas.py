@@ -135,7 +135,8 @@ def init_regional_wf(settings: Settings, atlas_dir: Path, mem: dict[str, float],
         wf.connect([
             (inputnode, labels, [(f, f) for f in ("chi", "mask", "xfm_files",
                                                   "inverse_xfm_files", "inverse_invert",
-                                                  "anatomy", "metric")]),
+                                                  "anatomy", "metric")]
+             + [("dseg", "anatomical_dseg")]),
             (labels, outputnode, [("provenance", "prov_refine")]),
         ])
     else:
