@@ -396,26 +396,6 @@ def _atlas_labels(atlas_dir: Path | None) -> dict[str, str]:
     return {"atlas": atlas.name, "template": atlas.space}
 
 
-#: modules the MultiProc workers import before their first node: the fork server
-#: imports them once, while this process discovers the runs and builds the graph, and
-#: every worker forked from it starts with them (``import ants`` alone took 1.9-2.7 s
-#: inside the registration node, on the longest branch of a run)
-WORKER_PRELOAD = ("qsmbids.interfaces.recon", "qsmbids.interfaces.registration",
-                  "qsmbids.interfaces.veins", "ants")
-
-
-def _start_worker_server(settings: Settings) -> None:
-    """Start MultiProc's fork server now, with :data:`WORKER_PRELOAD` imported in it."""
-    if settings.plugin != "MultiProc" or settings.plugin_arguments.get(
-            "mp_context", "forkserver") != "forkserver":
-        return
-    import multiprocessing
-    from multiprocessing import forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
-    forkserver.ensure_running()
-
-
 def _plugin(settings: Settings, progress: Progress | None) -> dict:
     """``workflow.run`` arguments: MultiProc submits the longest remaining path first
     (:mod:`qsmbids.workflows.scheduler`); other plugins are nipype's own."""
@@ -437,7 +417,6 @@ def _execute(settings: Settings, todo: list, stream: TextIO | None) -> list[RunO
     progress = Progress(settings, runs, stream if settings.progress else None)
     outcomes: list[RunOutcome] = []
     try:
-        _start_worker_server(settings)
         workflow = init_participant_wf(settings, todo)
         # nipype's MultiProc runs a full garbage collection before each submission; with
         # the scientific stack imported here each took 0.22 s (37 of them, 8.2 s of a

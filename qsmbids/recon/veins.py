@@ -309,6 +309,29 @@ class VenousMeasure:
     oef: float
 
 
+def centre_lines(veins: np.ndarray, voxel_size_mm: Sequence[float],
+                 min_diameter_mm: float = DEFAULT_MEASURE_DIAMETER_MM) -> np.ndarray:
+    """Centre-line voxels of the veins at least ``min_diameter_mm`` wide (bool, (x, y, z)).
+
+    A vein's centre line is the ridge of the mask's distance transform (the voxels
+    deepest among their 3x3x3 neighbours: the medial axis); a centre-line voxel's vein
+    diameter is ``2 d - v``, with ``d`` its distance to the mask's edge and ``v`` the
+    mean voxel size.
+    """
+    veins = np.asarray(veins, bool)
+    voxel = np.asarray(voxel_size_mm, float)
+    core = np.zeros(veins.shape, bool)
+    if veins.any():
+        box = ndi.find_objects(veins.astype(np.uint8))[0]
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        inside = veins[box]
+        depth = ndi.distance_transform_edt(np.pad(inside, 1), sampling=voxel)[
+            1:-1, 1:-1, 1:-1]
+        ridge = depth >= ndi.maximum_filter(depth, size=3)
+        core[box] = inside & ridge & (2 * depth - voxel.mean() >= min_diameter_mm)
+    return core
+
+
 def venous_measure(chi_ppm: np.ndarray, veins: np.ndarray, voxel_size_mm: Sequence[float],
                    *, hematocrit: float = DEFAULT_HEMATOCRIT,
                    min_diameter_mm: float = DEFAULT_MEASURE_DIAMETER_MM) -> VenousMeasure:
@@ -340,18 +363,8 @@ def venous_measure(chi_ppm: np.ndarray, veins: np.ndarray, voxel_size_mm: Sequen
     VenousMeasure
     """
     _check_fraction(hematocrit, "hematocrit")
-    veins = np.asarray(veins, bool)
     chi = np.asarray(chi_ppm, np.float32)
-    voxel = np.asarray(voxel_size_mm, float)
-    core = np.zeros(veins.shape, bool)
-    if veins.any():
-        box = ndi.find_objects(veins.astype(np.uint8))[0]
-        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
-        inside = veins[box]
-        depth = ndi.distance_transform_edt(np.pad(inside, 1), sampling=voxel)[
-            1:-1, 1:-1, 1:-1]
-        ridge = depth >= ndi.maximum_filter(depth, size=3)
-        core[box] = inside & ridge & (2 * depth - voxel.mean() >= min_diameter_mm)
+    core = centre_lines(veins, voxel_size_mm, min_diameter_mm)
     n = int(core.sum())
     if n == 0:
         return VenousMeasure(float("nan"), 0, float(min_diameter_mm), float(hematocrit),
