@@ -79,11 +79,12 @@ N4_FIT_VOXEL_MM = 5.0
 #: early. antspyx's default threshold, 1e-7, runs every iteration; 1e-4 gave the same
 #: corrected image (correlation 1.00000 inside the mask) on a qsm-forward 1 mm head in
 #: 4.7 instead of 6.6 s on 2 threads, but on qsmbids' 1 mm phantom no level stopped
-#: early (9.1 s on the one thread it has beside the reconstruction). 5e-4: 2.2 s there,
-#: correlation 0.9959 with 1e-4's image (no N4: 0.9835), and the refined registration's
-#: errors as with 1e-4 (70-year-old phantom's pallidum, the closest to the 0.005 ppm
-#: target: 0.0045 and 0.0051 ppm against 0.0040, 0.0046 and 0.0052 with 1e-4);
-#: 1e-3 (1.5 s) gave 0.0061, 0.0065 and 0.0043 there (bench_nuclei_registration, 2026-12-07)
+#: early (9.1 s on the one thread the registration has beside the reconstruction).
+#: 5e-4: 2.2 s there, correlation 0.9959 with 1e-4's corrected image (0.9835 without
+#: N4). The refined registration's errors stay within their run-to-run spread
+#: (bench_nuclei_registration, 2026-12-07: the 70-year-old phantom's pallidum, the
+#: nucleus nearest the 0.005 ppm target, 0.0040-0.0058 ppm in four runs with 5e-4,
+#: 0.0040-0.0065 in eight with 1e-4; the qsm-forward subjects <= 0.0034 with both)
 N4_CONVERGENCE = {"iters": [50, 50, 50, 50], "tol": 5e-4}
 
 
