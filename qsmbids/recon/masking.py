@@ -104,7 +104,7 @@ def distance_to_outside(mask: np.ndarray, voxel_size: Sequence[float]) -> np.nda
     """
     mask = np.asarray(mask, bool)
     out = np.zeros(mask.shape, np.float64)
-    box = _bounding_box(mask, 1)
+    box = grown_bounding_box(mask, 1)
     if box is not None:
         out[box] = ndi.distance_transform_edt(mask[box], sampling=voxel_size)
     return out
@@ -119,13 +119,13 @@ def within(mask: np.ndarray, voxel_size: Sequence[float], distance_mm: float) ->
     mask = np.asarray(mask, bool)
     voxel = np.asarray(voxel_size, float)
     out = np.zeros(mask.shape, bool)
-    box = _bounding_box(mask, [int(np.ceil(distance_mm / d)) + 1 for d in voxel])
+    box = grown_bounding_box(mask, [int(np.ceil(distance_mm / d)) + 1 for d in voxel])
     if box is not None:
         out[box] = ndi.distance_transform_edt(~mask[box], sampling=voxel) < distance_mm
     return out
 
 
-def _bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...] | None:
+def grown_bounding_box(mask: np.ndarray, margin) -> tuple[slice, ...] | None:
     """Slices of ``mask``'s bounding box grown by ``margin`` voxels (per axis), or None."""
     found = ndi.find_objects(mask.astype(np.uint8))
     if not found or found[0] is None:

@@ -21,17 +21,18 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.ndimage as ndi
 
+from qsmbids.recon.masking import grown_bounding_box
+
 #: ridge added to the second-moment matrix, relative to sigma^2 times the weight sum,
 #: so that a window holding a plane or a line of voxels falls back towards the average
 _RIDGE = 1e-6
 
 
 def _box(mask: np.ndarray, margin: Sequence[int]) -> tuple[slice, ...]:
-    found = ndi.find_objects(mask.astype(np.uint8))
-    if not found or found[0] is None:
+    box = grown_bounding_box(mask, margin)
+    if box is None:
         raise ValueError("mask is empty: nothing to smooth")
-    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n))
-                 for s, m, n in zip(found[0], margin, mask.shape, strict=True))
+    return box
 
 
 class LocalLinearFit:
