@@ -18,6 +18,7 @@ from qsmbids.interfaces.io import (
     MeasuredInterface,
     geometry,
     load_image,
+    read_provenance,
     save_like,
     write_provenance,
 )
@@ -124,7 +125,7 @@ class VeinOutputs(MeasuredInterface):
         chi, chi_img = load_image(self.inputs.chi)
         mask = load_image(self.inputs.mask, bool)[0]
         vesselness = load_image(self.inputs.vesselness)[0]
-        images = json.loads(Path(self.inputs.images_provenance).read_text())
+        images = read_provenance([self.inputs.images_provenance])[0]
         voxel, _ = geometry(chi_img)
         exclude, water, reference = None, 0.0, "map"
         if isdefined(self.inputs.dseg):

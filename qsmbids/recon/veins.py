@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
-from qsmbids.recon.masking import distance_to_outside, within
+from qsmbids.recon.masking import distance_to_outside, grown_bounding_box, within
 
 #: susceptibility difference between fully deoxygenated and oxygenated red blood
 #: cells, ppm (SI; 0.27 ppm cgs x 4 pi; Spees et al. 2001, Jain et al. 2012)
@@ -322,8 +322,7 @@ def centre_lines(veins: np.ndarray, voxel_size_mm: Sequence[float],
     voxel = np.asarray(voxel_size_mm, float)
     core = np.zeros(veins.shape, bool)
     if veins.any():
-        box = ndi.find_objects(veins.astype(np.uint8))[0]
-        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        box = grown_bounding_box(veins, 1)
         inside = veins[box]
         depth = ndi.distance_transform_edt(np.pad(inside, 1), sampling=voxel)[
             1:-1, 1:-1, 1:-1]
