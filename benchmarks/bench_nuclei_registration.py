@@ -282,16 +282,19 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['peak']:5.0f} {cells}")
     for name, voxel, path, r in rows:
         if voxel == 1.0 and path == "magnitude + chi":
-            base = next(b for n, v, p, b in rows if (n, v, p) == (name, 1.0, "magnitude MI"))
+            base = next((b for n, v, p, b in rows if (n, v, p) == (name, 1.0, "magnitude MI")),
+                        None)  # not run: the comparison with it is left out
             misses = [n for n in TARGET_NUCLEI if n in r["dice"] and (
                 r["dice"][n] < 0.85 or r["error"][n] > 0.005
-                or r["dice"][n] <= base["dice"][n])]
+                or (base is not None and r["dice"][n] <= base["dice"][n]))]
             fast = "meets" if r["wall"] <= 40 else "MISSES"
             small = "meets" if r["peak"] <= 2048 else "MISSES"
             print(f"{name} 1 mm without T1w: {r['wall']:.1f} s ({fast} 40 s), "
                   f"{r['peak']:.0f} MiB ({small} 2 GiB); "
-                  + ("every nucleus meets Dice >= 0.85, error <= 0.005 ppm, better than "
-                     "magnitude MI" if not misses else f"MISSES for {', '.join(misses)}"))
+                  + ("every nucleus meets Dice >= 0.85, error <= 0.005 ppm"
+                     + (", better than magnitude MI" if base is not None
+                        else " (magnitude MI not run)")
+                     if not misses else f"MISSES for {', '.join(misses)}"))
 
 
 if __name__ == "__main__":

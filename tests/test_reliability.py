@@ -22,6 +22,26 @@ def test_noisy_rim_is_trimmed_but_noisy_core_stays():
     assert (trimmed == (mask & ~rim)).all()
 
 
+def test_every_part_of_a_mask_in_two_parts_is_kept():
+    # a user's mask of two separate blocks, each with a noisy rim on one face: both
+    # blocks keep their reliable core (the smaller one was lost when only the largest
+    # connected part of the whole mask was kept)
+    mask = np.zeros((40, 20, 20), bool)
+    mask[2:22, 2:18, 2:18] = True
+    mask[28:36, 4:16, 4:16] = True
+    std = np.ones(mask.shape, np.float32)
+    std[2, 2:18, 2:18] = 10.0
+    std[35, 4:16, 4:16] = 10.0
+    trimmed, removed = trim_unreliable(mask, std, 3.0)
+    assert removed == 16 * 16 + 12 * 12
+    assert trimmed[3:22, 2:18, 2:18].all() and trimmed[28:35, 4:16, 4:16].all()
+    assert not trimmed[2].any() and not trimmed[35].any()
+    # a reliable speck cut off from its part by noisy voxels is still trimmed
+    std[30, 4:16, 4:16] = 10.0
+    trimmed, _ = trim_unreliable(mask, std, 3.0)
+    assert not trimmed[28:30].any() and trimmed[31:35, 4:16, 4:16].all()
+
+
 def test_no_trimming_when_the_field_is_uniformly_reliable():
     mask = np.zeros((10, 10, 10), bool)
     mask[2:8, 2:8, 2:8] = True

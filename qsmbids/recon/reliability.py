@@ -31,9 +31,11 @@ def trim_unreliable(mask: np.ndarray, field_std: np.ndarray,
                     max_ratio: float = DEFAULT_MAX_NOISE_RATIO) -> tuple[np.ndarray, int]:
     """Remove mask voxels whose field standard error exceeds ``max_ratio`` x its median.
 
-    Only the connected part holding most voxels is kept, and enclosed holes are filled
-    again, so noisy voxels deep inside (veins, iron-rich nuclei at 7 T with their short
-    T2*) stay in: only what is connected to the outside can be trimmed.
+    In each connected part of ``mask``, only the connected part of its reliable voxels
+    holding most voxels is kept, and enclosed holes are filled again, so noisy voxels
+    deep inside (veins, iron-rich nuclei at 7 T with their short T2*) stay in: only what
+    is connected to the outside can be trimmed. A mask in several parts (a user's mask of
+    two slabs, a cerebellum cut off by the field of view) keeps every part.
 
     Parameters
     ----------
@@ -59,7 +61,16 @@ def trim_unreliable(mask: np.ndarray, field_std: np.ndarray,
     if not mask.any() or not np.isfinite(max_ratio):
         return mask.copy(), 0
     limit = float(np.median(field_std[mask])) * max_ratio
-    kept = fill_holes(_largest_component(mask & (field_std <= limit))) & mask
+    reliable = mask & (field_std <= limit)
+    parts, n_parts = ndi.label(mask)
+    if n_parts <= 1:
+        kept = _largest_component(reliable)
+    else:
+        kept = np.zeros_like(mask)
+        for index, box in enumerate(ndi.find_objects(parts), start=1):
+            inside = reliable[box] & (parts[box] == index)
+            kept[box] |= _largest_component(inside)
+    kept = fill_holes(kept) & mask
     return kept, int(mask.sum() - kept.sum())
 
 
