@@ -36,6 +36,7 @@ import numpy as np
 
 from qsmbids.atlas import chi_template
 from qsmbids.atlas.model import Atlas
+from qsmbids.recon.masking import grown_bounding_box
 
 #: fewest interior voxels (on the subject's grid) a label's value is read from
 MIN_VOXELS = 10
@@ -75,8 +76,9 @@ def interior_medians(chi: np.ndarray, brain: np.ndarray, labels: np.ndarray,
     """Median of ``chi`` over the interior of each label, inside ``brain``.
 
     The interior of a label is its voxels whose six face neighbours carry the same
-    label; a label with fewer than ``min_voxels`` interior voxels (a small nucleus on
-    a coarse grid) is read over all its voxels instead.
+    label (a voxel on the image's edge is not interior); a label with fewer than
+    ``min_voxels`` interior voxels (a small nucleus on a coarse grid) is read over all
+    its voxels instead. Computed on the bounding box of the labelled brain.
 
     Parameters
     ----------
@@ -94,13 +96,24 @@ def interior_medians(chi: np.ndarray, brain: np.ndarray, labels: np.ndarray,
     dict
         Label -> median, ppm.
     """
-    labels = np.asarray(labels).astype(np.int64)
-    chi = np.asarray(chi, np.float64)
+    labels, chi = np.asarray(labels), np.asarray(chi)
     inside = np.asarray(brain, bool) & (labels > 0) & np.isfinite(chi)
+    box = grown_bounding_box(inside, 1)  # a head's labelled brain is a part of the image
+    if box is None:
+        return {}
+    labels, chi, inside = labels[box].astype(np.int64), chi[box].astype(np.float64), inside[box]
     interior = inside.copy()
-    for axis in range(3):
-        for shift in (1, -1):
-            interior &= labels == np.roll(labels, shift, axis=axis)
+    for axis in range(3):  # same label as both face neighbours (none beyond the image)
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        same = labels[tuple(lower)] == labels[tuple(upper)]
+        interior[tuple(lower)] &= same
+        interior[tuple(upper)] &= same
+        for end in (0, -1):
+            edge = [slice(None)] * 3
+            edge[axis] = end
+            interior[tuple(edge)] = False
     values = _medians_by_label(labels[interior], chi[interior], min_voxels)
     rest = inside & ~np.isin(labels, list(values))  # too small for an interior
     values.update(_medians_by_label(labels[rest], chi[rest], min_voxels))

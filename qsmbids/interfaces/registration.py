@@ -25,13 +25,16 @@ def _out(name: str) -> str:
     return str(Path(os.getcwd(), name))
 
 
-def _labels_and_chains(atlas, mask: str, result, n_threads: int) -> dict:
+def _labels_and_chains(atlas, mask: str, result, n_threads: int,
+                       labels: nib.Nifti1Image | None = None) -> dict:
     """The atlas labels warped onto the mask's grid through ``result``'s template ->
-    subject chain (``dseg.nii``, its ``dseg.tsv``) and both chains, as node outputs."""
+    subject chain (``dseg.nii``, its ``dseg.tsv``; ``labels`` when already warped) and
+    both chains, as node outputs."""
     from qsmbids.registration.core import warp_labels_to_subject
 
-    labels = warp_labels_to_subject(atlas.labels, nib.load(mask), result.template_to_subject,
-                                    n_threads=n_threads)
+    if labels is None:
+        labels = warp_labels_to_subject(atlas.labels, nib.load(mask),
+                                        result.template_to_subject, n_threads=n_threads)
     nib.save(labels, _out("dseg.nii"))
     shutil.copyfile(atlas.label_table, _out("dseg.tsv"))
     return {"dseg": _out("dseg.nii"), "dseg_tsv": _out("dseg.tsv"),
@@ -197,8 +200,13 @@ class RefineOnSusceptibility(MeasuredInterface):
             self.inputs.chi, self.inputs.mask, template.image, nuclei,
             forward, inverse, Path(os.getcwd(), "reg_refine_"), settings, anatomy,
             template_sigma_mm=chi_template.SMOOTHING_MM)
+        if isdefined(self.inputs.anatomical_dseg):  # warp again only inside the box
+            labels = refine.refined_labels(atlas.labels, self.inputs.anatomical_dseg, result,
+                                           n_threads=self.inputs.num_threads)
+        else:
+            labels = None
         self._results.update(_labels_and_chains(atlas, self.inputs.mask, result,
-                                                self.inputs.num_threads))
+                                                self.inputs.num_threads, labels))
         self._results["provenance"] = write_provenance(
             _out("provenance.json"), "susceptibility refinement",
             "ANTs SyN of the atlas's susceptibility template, painted with the subject's "

@@ -30,6 +30,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from qsmbids.recon.masking import grown_bounding_box
 from qsmbids.registration.antsio import from_ants, load_nifti, to_ants
 from qsmbids.registration.core import (
     RegistrationSettings,
@@ -37,7 +38,7 @@ from qsmbids.registration.core import (
     apply_transforms,
     checked_chain,
 )
-from qsmbids.registration.grids import bounding_box, matching_sigma_mm, to_working_grid
+from qsmbids.registration.grids import matching_sigma_mm, to_working_grid
 from qsmbids.registration.job import run_registration
 from qsmbids.registration.stages import registration_command, similarity_term, syn_stage
 
@@ -122,6 +123,8 @@ class RefinementResult:
     box_shape
         Shape of the refinement's working grid (the box of the nuclei plus
         :data:`BOX_MARGIN_MM`, at :data:`WORKING_VOXEL_MM`).
+    subject_box
+        That box as slices of the subject's grid.
     elapsed_s
         Wall time, s.
     """
@@ -131,6 +134,7 @@ class RefinementResult:
     correlation_before: float
     correlation_after: float
     box_shape: tuple[int, ...]
+    subject_box: tuple[slice, ...]
     elapsed_s: float
 
 
@@ -214,15 +218,8 @@ def refine_on_susceptibility(chi, mask, chi_template, nuclei_template,
     chi_img, mask_img = load_nifti(chi), load_nifti(mask)
     brain = np.asarray(mask_img.dataobj) > 0
     threads = settings.n_threads
-    # the box: the nuclei, through the anatomical chain, on the subject grid
-    nuclei = np.asarray(apply_transforms(nuclei_template, chi_img, anatomical,
-                                         n_threads=threads).dataobj) > 0.5
-    if not nuclei.any():
-        raise ValueError("the atlas nuclei fall outside the subject's grid after the "
-                         "anatomical registration")
     zooms = np.asarray(chi_img.header.get_zooms()[:3], float)
-    box = bounding_box(ndimage.distance_transform_edt(~nuclei, sampling=zooms)
-                       <= BOX_MARGIN_MM)
+    box = _nuclei_box(nuclei_template, chi_img, anatomical, threads)
     grid = _BoxGrid(box, chi_img.affine, zooms)
     subject = grid.subject(np.where(brain, np.asarray(chi_img.dataobj, np.float32), 0.0))
     brain_box = grid.subject(brain.astype(np.float32), label=True) > 0.5
@@ -255,7 +252,88 @@ def refine_on_susceptibility(chi, mask, chi_template, nuclei_template,
         template_to_subject=forward, subject_to_template=inverse,
         correlation_before=_correlation(before, fixed, inside),
         correlation_after=_correlation(after, fixed, inside),
-        box_shape=tuple(int(n) for n in subject.shape), elapsed_s=time.perf_counter() - t0)
+        box_shape=tuple(int(n) for n in subject.shape), subject_box=box,
+        elapsed_s=time.perf_counter() - t0)
+
+
+#: voxel edge (mm) of the coarse grid on which the nuclei's box is found
+BOX_SEARCH_VOXEL_MM = 2.0
+
+
+def _nuclei_box(nuclei_template, subject: nib.Nifti1Image, anatomical: TransformChain,
+                threads: int | None) -> tuple[slice, ...]:
+    """Slices of ``subject``'s grid around the atlas nuclei brought through ``anatomical``,
+    grown by :data:`BOX_MARGIN_MM`.
+
+    The nuclei are warped onto every ``f``-th voxel of the subject's grid (``f`` voxels
+    span about :data:`BOX_SEARCH_VOXEL_MM`): on a 1 mm head that takes 0.1 s instead of
+    0.75 s for every voxel. An extreme of the nuclei may lie up to ``f - 1`` voxels
+    beyond the box of the samples, so the box grows by that much more than the margin.
+    """
+    zooms = np.asarray(subject.header.get_zooms()[:3], float)
+    step = np.maximum(np.floor(BOX_SEARCH_VOXEL_MM / zooms + 1e-9), 1).astype(int)
+    shape = -(-np.asarray(subject.shape[:3]) // step)
+    coarse = nib.Nifti1Image(np.zeros(tuple(shape), np.float32),
+                             subject.affine @ np.diag([*step, 1]))
+    nuclei = np.asarray(apply_transforms(nuclei_template, coarse, anatomical,
+                                         n_threads=threads).dataobj) > 0.5
+    if not nuclei.any():
+        raise ValueError("the atlas nuclei fall outside the subject's grid after the "
+                         "anatomical registration")
+    sampled = grown_bounding_box(nuclei, 0)
+    margin = np.floor(BOX_MARGIN_MM / zooms + 1e-9).astype(int) + step - 1
+    return tuple(slice(max(s.start * f - m, 0), min((s.stop - 1) * f + 1 + m, n))
+                 for s, f, m, n in zip(sampled, step, margin, subject.shape[:3], strict=True))
+
+
+def refined_labels(labels, anatomical_labels, result: RefinementResult, *,
+                   n_threads: int | None = None) -> nib.Nifti1Image:
+    """The atlas labels through the refined chain, warped only where it differs.
+
+    Outside the domain of the refinement's displacement field (its box) ANTs moves no
+    point, so the refined chain is the anatomical one there and the labels are those of
+    the anatomical registration. Only the subject voxels within that domain (plus one
+    voxel) are warped again (``genericLabel``, as
+    :func:`qsmbids.registration.core.warp_labels_to_subject`): 0.3 s instead of 1.8 s
+    on a 1 mm head, with the same labels everywhere (tested).
+
+    Parameters
+    ----------
+    labels
+        The atlas's label image (template grid; nibabel image or path).
+    anatomical_labels
+        ``labels`` warped onto the subject's grid through the anatomical chain (the
+        registration's ``dseg``; nibabel image or path).
+    result
+        The refinement.
+    n_threads
+        ITK threads.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        int16 labels on the grid of ``anatomical_labels``.
+    """
+    from qsmbids.registration.core import warp_labels_to_subject
+
+    anatomical = load_nifti(anatomical_labels)
+    warp = nib.load(str(result.template_to_subject.files[0]))
+    corners = np.array([[i, j, k, 1.0] for i in (-0.5, warp.shape[0] - 0.5)
+                        for j in (-0.5, warp.shape[1] - 0.5)
+                        for k in (-0.5, warp.shape[2] - 0.5)]).T
+    # the field's corners in the subject's voxel indices
+    inside = np.linalg.inv(anatomical.affine) @ warp.affine @ corners
+    lo = np.maximum(np.floor(inside[:3].min(axis=1)).astype(int) - 1, 0)
+    hi = np.minimum(np.ceil(inside[:3].max(axis=1)).astype(int) + 2, anatomical.shape[:3])
+    data = np.asarray(anatomical.dataobj).astype(np.int16)
+    if np.all(hi > lo):
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        crop = anatomical.slicer[box]
+        data[box] = np.asarray(warp_labels_to_subject(labels, crop, result.template_to_subject,
+                                                      n_threads=n_threads).dataobj)
+    img = nib.Nifti1Image(data, anatomical.affine)
+    img.header.set_xyzt_units("mm")
+    return img
 
 
 def _resolution_mm(image, sigma_mm: float) -> float:
