@@ -173,7 +173,8 @@ def test_registration_node_gets_determinism_and_threads(tmp_path):
         assert reg.inputs.deterministic is deterministic
         assert reg.inputs.preset == "fast"
     # the registration and the reconstruction chain run side by side: when both do not
-    # fit in --nprocs at --omp-nthreads, each gets half; what follows both, all
+    # fit in --nprocs at --omp-nthreads, each gets half; what follows both, all (but the
+    # short warp to the template, which takes one slot to fit beside the vein images)
     for nprocs, side, after in ((2, 1, 2), (4, 2, 2), (3, 1, 2)):
         settings = _settings(tmp_path, bids_dir=bids, omp_nthreads=2, nprocs=nprocs)
         wf = init_participant_wf(settings, [RunInputs(run, None, atlas.root, NameContext())])
@@ -181,7 +182,9 @@ def test_registration_node_gets_determinism_and_threads(tmp_path):
         for name in ("register", "field", "bg_removal", "inversion"):
             assert nodes[name].n_procs == side, (nprocs, name)
             assert nodes[name].inputs.num_threads == side, (nprocs, name)
-        assert nodes["warp_to_template"].n_procs == after
+        assert nodes["regional_stats"].n_procs == 1 and nodes["sink"].n_procs == after
+        assert nodes["warp_to_template"].n_procs == 1
+        assert nodes["warp_to_template"].inputs.num_threads == 1
     settings = _settings(tmp_path, bids_dir=bids, registration="accurate")
     wf = init_participant_wf(settings, [RunInputs(run, None, atlas.root, NameContext())])
     reg = next(n for n in wf._create_flat_graph().nodes() if n.name == "register")
