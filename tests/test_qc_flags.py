@@ -515,16 +515,17 @@ def test_a_clean_run_raises_no_flag(tripped_runs):
 
 
 def test_a_box_mask_in_two_parts_is_flagged_box_like_and_missing_regions(tripped_runs):
-    """The box-like mask and the regions outside it are flagged. The mask arrives in
-    one piece: the field's reliability trimming keeps the largest part of every mask
-    (the automatic mask is one piece already), so ``mask_fragmented`` guards masks
-    given to the report from elsewhere, not pipeline runs."""
+    """The box-like mask, its two parts and the regions outside it are flagged: the
+    field's reliability trimming keeps every part of a given mask (it used to keep the
+    largest only, dropping the smaller block without a word), and the box fill is that
+    of the largest part."""
     row = tripped_runs["sub-04"]
     print({c: row[c] for c in ("mask_components", "mask_largest_fraction", "mask_box_fill",
                                "regions_missing", "mask_volume_ml")})
     assert {"mask_box", "regions_missing"} <= _flags(row)
     assert "Dentate_L" in row["regions_missing"] and "Dentate_R" in row["regions_missing"]
-    assert row["mask_components"] == "1" and "mask_fragmented" not in _flags(row)
+    assert row["mask_components"] == "2" and "mask_fragmented" in _flags(row)
+    assert float(row["mask_box_fill"]) > 0.95
 
 
 def test_a_flipped_phase_sign_inverts_the_nuclei_and_the_tails(tripped_runs):

@@ -186,7 +186,8 @@ def mask_shape(mask: np.ndarray) -> tuple[int, float, float]:
     largest_fraction : float
         Share of the mask voxels in the largest part (0 when empty).
     box_fill : float
-        Mask voxels over the voxels of its bounding box (0 when empty).
+        Voxels of the largest part over the voxels of its bounding box (0 when empty):
+        a box-like part is found even when another part lies beside it.
     """
     from scipy import ndimage
 
@@ -195,10 +196,12 @@ def mask_shape(mask: np.ndarray) -> tuple[int, float, float]:
     if not total:
         return 0, 0.0, 0.0
     labels, n = ndimage.label(mask)
-    largest = int(np.bincount(labels.ravel())[1:].max())
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    sizes = np.bincount(labels.ravel())[1:]
+    index = int(np.argmax(sizes))
+    largest = int(sizes[index])
+    box = ndimage.find_objects(labels)[index]
     box_voxels = int(np.prod([s.stop - s.start for s in box]))
-    return int(n), largest / total, total / box_voxels
+    return int(n), largest / total, largest / box_voxels
 
 
 def chi_flatness(qsm: np.ndarray, mask: np.ndarray) -> tuple[float, float]:

@@ -22,8 +22,8 @@ from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 #: 2026-12-07); only their relative sizes matter
 EXPECTED_SECONDS: dict[str, float] = {
     "load": 3.4, "mask": 0.7, "relaxometry": 1.7, "field": 7.6, "bg_removal": 6.1,
-    "inversion": 9.2, "reference": 0.1, "register": 28.5, "refine_on_chi": 11.1,
-    "warp_to_template": 1.1, "regional_stats": 3.1, "venous_images": 4.4, "veins": 2.0,
+    "inversion": 8.9, "reference": 0.1, "register": 25.7, "refine_on_chi": 6.8,
+    "warp_to_template": 1.1, "regional_stats": 2.7, "venous_images": 4.0, "veins": 1.5,
     "sink": 2.6,
 }
 #: weight of a node without an entry in :data:`EXPECTED_SECONDS`, s
