@@ -365,7 +365,9 @@ def qc_warnings(qc: RunQC, thresholds: QCThresholds = DEFAULT_THRESHOLDS) -> lis
             f"The brain mask falls into {qc.mask_components} separate parts; the largest "
             f"holds only {100 * qc.mask_largest_fraction:.0f}% of it (expected at least "
             f"{100 * t.min_mask_largest_fraction:.0f}%): it probably includes noise or "
-            "scalp; check the mask outline, or pass a mask with --mask."))
+            "scalp, or a mask given with --mask is in several pieces (every piece is "
+            "reconstructed); check the mask outline, or pass a mask in one piece with "
+            "--mask."))
     if (not partial_fov and qc.mask_box_fill is not None
             and qc.mask_box_fill > t.max_mask_box_fill):
         out.append(QCWarning(
