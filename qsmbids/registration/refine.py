@@ -40,6 +40,7 @@ from qsmbids.registration.core import (
 )
 from qsmbids.registration.grids import matching_sigma_mm, to_working_grid
 from qsmbids.registration.job import run_registration
+from qsmbids.registration.schedules import MAX_VOXEL_MM, refinement_skip_reason  # noqa: F401
 from qsmbids.registration.stages import registration_command, similarity_term, syn_stage
 
 #: working voxel size of the refinement, mm (the small nuclei are 5-10 mm across).
@@ -83,32 +84,6 @@ def field_smoothing_voxels() -> tuple[float, float]:
 
 #: weight of the anatomical channel (the susceptibility channel weighs 1)
 ANATOMY_WEIGHT = 0.5
-#: coarsest voxel edge (mm) the refinement runs on. Measured on qsm-forward MNI subjects
-#: (benchmarks/bench_nuclei_registration.py, magnitude path, two subjects): at 2 mm it
-#: raises every nucleus's Dice (pallidum 0.68 -> 0.90) and lowers most regional-mean
-#: errors; at 3 mm the Dice still rises, but the labels grow over the blurred nuclei
-#: (red nucleus 15 -> 23 voxels against 15 true) and the error of the true regional mean
-#: of the nigra rises from 0.004/0.001 to 0.012/0.021 ppm and the red nucleus's from
-#: 0.006/0.004 to 0.016/0.018 ppm; on the 3 mm Philips head it put the putamen above
-#: the nigra and red nucleus. Re-measured with the template painted with the subject's
-#: values (:mod:`qsmbids.atlas.subject_template`) and :data:`FIELD_SMOOTHING_MM2`: at 3 mm
-#: the 30-year-old gains everywhere, but the 70-year-old's nigra and red nucleus are
-#: still 0.010 and 0.012 ppm off (0.002 and 0.004 without the refinement)
-MAX_VOXEL_MM = 2.5
-
-
-def refinement_skip_reason(voxel_size_mm) -> str | None:
-    """Why the refinement should not run on a map of ``voxel_size_mm`` (mm, per axis),
-    or None when it should (every edge at most :data:`MAX_VOXEL_MM`)."""
-    edges = np.asarray(voxel_size_mm, float)
-    if np.max(edges) <= MAX_VOXEL_MM:
-        return None
-    size = " x ".join(f"{v:.3g}" for v in edges)
-    return (f"voxels of {size} mm are coarser than the {MAX_VOXEL_MM:g} mm the "
-            "susceptibility refinement is measured to help at; the anatomical registration "
-            "places the atlas")
-
-
 @dataclass(frozen=True)
 class RefinementResult:
     """Output of :func:`refine_on_susceptibility`.

@@ -102,10 +102,10 @@ def side_by_side_threads(settings: Settings, with_atlas: bool) -> int:
 def refinement_plan(settings: Settings, run: GreRun) -> tuple[bool, str | None]:
     """Whether the run's atlas registration is refined on its susceptibility map, and
     why not when ``anatomy+chi`` was asked for but the voxels are too coarse
-    (:func:`qsmbids.registration.refine.refinement_skip_reason`)."""
+    (:func:`qsmbids.registration.schedules.refinement_skip_reason`)."""
     if settings.registration_contrast != "anatomy+chi":
         return False, None
-    from qsmbids.registration.refine import refinement_skip_reason  # imports ANTs
+    from qsmbids.registration.schedules import refinement_skip_reason  # no ANTs import
 
     skipped = refinement_skip_reason(voxel_mm(run))
     if skipped:
