@@ -28,7 +28,11 @@ from qsmbids.stats.tables import format_tsv
 #: columns of the per-run venous table, with their description and units
 VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
     "venous_chi": ("Median susceptibility on the centre lines of the veins at least "
-                   "min_diameter wide, relative to reference", "ppm"),
+                   "min_diameter wide, relative to reference. Known bias: on a simulated "
+                   "head (qsm-forward, 1 mm, 3 T) it read 0.035-0.065 ppm below the "
+                   "blood's true 0.498 ppm, because the TV inversion stops before it "
+                   "converges (the converged solution reads 0.015-0.018 ppm low); the "
+                   "OEF was within 0.05 of the truth", "ppm"),
     "reference": ("What venous_chi is relative to: CSF (the atlas's CSF labels, water-like) "
                   "or the susceptibility map's own reference", None),
     "n_voxels": ("Centre-line voxels measured", None),
