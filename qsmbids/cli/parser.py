@@ -217,9 +217,11 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                       help="slab thickness of the SWI minIP and the QSM venogram, mm "
                            f"(default: {DEFAULT_SLAB_MM:g})")
     meth.add_argument("--deterministic", action="store_true",
-                      help="repeatable ANTs registration: fixed random seed and one thread "
-                           "(about twice as slow); default: --omp-nthreads threads, results "
-                           "vary slightly between reruns")
+                      help="repeatable ANTs registration: one thread (about twice as "
+                           "slow when it would get more); the sampling seed is always "
+                           "fixed, so a registration that gets one thread anyway (2 cores "
+                           "shared with the reconstruction) repeats without it; with more "
+                           "threads results vary slightly between reruns")
     return parser
 
 

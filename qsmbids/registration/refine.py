@@ -374,7 +374,7 @@ def _register_box(channels: list[tuple[np.ndarray, np.ndarray, str, float]],
                           field_smoothing=field_smoothing_voxels())
         args = registration_command(
             f, m, str(prefix), [stage], fixed_mask=mask_path,
-            seed=settings.seed if settings.deterministic else None, centre_of_mass=False)
+            seed=settings.seed, centre_of_mass=False)
         run_registration(args, n_threads=1 if settings.deterministic else settings.n_threads,
                          description=f"{prefix.name}: susceptibility refinement "
                                      f"({WORKING_VOXEL_MM:g} mm box "
