@@ -277,10 +277,10 @@ def test_phase_sign_reaches_load_gre_and_negates_the_phase(tmp_path, monkeypatch
 
 def test_refinement_runs_on_fine_voxels_and_is_skipped_on_coarse_ones(tmp_path):
     # 3 mm: the measured regional-mean error of the nigra and red nucleus rises with the
-    # refinement (registration/refine.MAX_VOXEL_MM), so the anatomical path places them
+    # refinement (registration/schedules.MAX_VOXEL_MM), so the anatomical path places them
     from nipype.interfaces.base import isdefined
 
-    from qsmbids.registration.refine import refinement_skip_reason
+    from qsmbids.registration.schedules import refinement_skip_reason
 
     assert refinement_skip_reason((1.0, 1.0, 1.0)) is None
     assert refinement_skip_reason((0.5, 0.5, 2.0)) is None

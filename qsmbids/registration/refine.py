@@ -30,7 +30,6 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from qsmbids.recon.masking import grown_bounding_box
 from qsmbids.registration.antsio import from_ants, load_nifti, to_ants
 from qsmbids.registration.core import (
     RegistrationSettings,
@@ -38,9 +37,8 @@ from qsmbids.registration.core import (
     apply_transforms,
     checked_chain,
 )
-from qsmbids.registration.grids import matching_sigma_mm, to_working_grid
+from qsmbids.registration.grids import bounding_box, matching_sigma_mm, to_working_grid
 from qsmbids.registration.job import run_registration
-from qsmbids.registration.schedules import MAX_VOXEL_MM, refinement_skip_reason  # noqa: F401
 from qsmbids.registration.stages import registration_command, similarity_term, syn_stage
 
 #: working voxel size of the refinement, mm (the small nuclei are 5-10 mm across).
@@ -98,8 +96,6 @@ class RefinementResult:
     box_shape
         Shape of the refinement's working grid (the box of the nuclei plus
         :data:`BOX_MARGIN_MM`, at :data:`WORKING_VOXEL_MM`).
-    subject_box
-        That box as slices of the subject's grid.
     elapsed_s
         Wall time, s.
     """
@@ -109,7 +105,6 @@ class RefinementResult:
     correlation_before: float
     correlation_after: float
     box_shape: tuple[int, ...]
-    subject_box: tuple[slice, ...]
     elapsed_s: float
 
 
@@ -227,8 +222,7 @@ def refine_on_susceptibility(chi, mask, chi_template, nuclei_template,
         template_to_subject=forward, subject_to_template=inverse,
         correlation_before=_correlation(before, fixed, inside),
         correlation_after=_correlation(after, fixed, inside),
-        box_shape=tuple(int(n) for n in subject.shape), subject_box=box,
-        elapsed_s=time.perf_counter() - t0)
+        box_shape=tuple(int(n) for n in subject.shape), elapsed_s=time.perf_counter() - t0)
 
 
 #: voxel edge (mm) of the coarse grid on which the nuclei's box is found
@@ -255,7 +249,7 @@ def _nuclei_box(nuclei_template, subject: nib.Nifti1Image, anatomical: Transform
     if not nuclei.any():
         raise ValueError("the atlas nuclei fall outside the subject's grid after the "
                          "anatomical registration")
-    sampled = grown_bounding_box(nuclei, 0)
+    sampled = bounding_box(nuclei)
     margin = np.floor(BOX_MARGIN_MM / zooms + 1e-9).astype(int) + step - 1
     return tuple(slice(max(s.start * f - m, 0), min((s.stop - 1) * f + 1 + m, n))
                  for s, f, m, n in zip(sampled, step, margin, subject.shape[:3], strict=True))
