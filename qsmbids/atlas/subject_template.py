@@ -103,17 +103,10 @@ def interior_medians(chi: np.ndarray, brain: np.ndarray, labels: np.ndarray,
         return {}
     labels, chi, inside = labels[box].astype(np.int64), chi[box].astype(np.float64), inside[box]
     interior = inside.copy()
-    for axis in range(3):  # same label as both face neighbours (none beyond the image)
-        lower = [slice(None)] * 3
-        upper = [slice(None)] * 3
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        same = labels[tuple(lower)] == labels[tuple(upper)]
-        interior[tuple(lower)] &= same
-        interior[tuple(upper)] &= same
-        for end in (0, -1):
-            edge = [slice(None)] * 3
-            edge[axis] = end
-            interior[tuple(edge)] = False
+    padded = np.pad(labels, 1)  # beyond the image: no label, so an edge voxel is not interior
+    for axis in range(3):
+        for shift in (1, -1):
+            interior &= labels == np.roll(padded, shift, axis=axis)[1:-1, 1:-1, 1:-1]
     values = _medians_by_label(labels[interior], chi[interior], min_voxels)
     rest = inside & ~np.isin(labels, list(values))  # too small for an interior
     values.update(_medians_by_label(labels[rest], chi[rest], min_voxels))

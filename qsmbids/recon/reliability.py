@@ -62,14 +62,10 @@ def trim_unreliable(mask: np.ndarray, field_std: np.ndarray,
         return mask.copy(), 0
     limit = float(np.median(field_std[mask])) * max_ratio
     reliable = mask & (field_std <= limit)
-    parts, n_parts = ndi.label(mask)
-    if n_parts <= 1:
-        kept = _largest_component(reliable)
-    else:
-        kept = np.zeros_like(mask)
-        for index, box in enumerate(ndi.find_objects(parts), start=1):
-            inside = reliable[box] & (parts[box] == index)
-            kept[box] |= _largest_component(inside)
+    parts, _ = ndi.label(mask)
+    kept = np.zeros_like(mask)
+    for index, box in enumerate(ndi.find_objects(parts), start=1):
+        kept[box] |= _largest_component(reliable[box] & (parts[box] == index))
     kept = fill_holes(kept) & mask
     return kept, int(mask.sum() - kept.sum())
 
