@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import ants
 import numpy as np
-from scipy import ndimage
+
+from qsmbids.recon.masking import grown_bounding_box
 
 
 def matching_sigma_mm(target_fwhm_mm, current_fwhm_mm) -> np.ndarray:
@@ -34,19 +35,16 @@ def to_working_grid(image: ants.ANTsImage, voxel_mm: float, *, label: bool = Fal
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """Slices of the smallest box holding every true voxel of ``mask`` (None if empty)."""
-    boxes = ndimage.find_objects(mask.astype(np.uint8))
-    return boxes[0] if boxes else None
+    return grown_bounding_box(mask, 0)
 
 
 def crop_to_mask(image: ants.ANTsImage, mask: ants.ANTsImage, margin_mm: float
                   ) -> tuple[ants.ANTsImage, ants.ANTsImage]:
     """Crop ``image`` and ``mask`` to the mask's bounding box plus ``margin_mm``."""
-    box = bounding_box(mask.numpy() > 0)
+    pad = np.ceil(margin_mm / np.asarray(mask.spacing)).astype(int)
+    box = grown_bounding_box(mask.numpy() > 0, pad)
     if box is None:
         raise ValueError("the registration target mask is empty")
-    pad = np.ceil(margin_mm / np.asarray(mask.spacing)).astype(int)
-    lo = np.maximum([b.start for b in box] - pad, 0)
     # crop_indices' upper index is exclusive (measured): stop + pad, at most the shape
-    hi = np.minimum([b.stop for b in box] + pad, np.asarray(mask.shape))
-    return (ants.crop_indices(image, lo.tolist(), hi.tolist()),
-            ants.crop_indices(mask, lo.tolist(), hi.tolist()))
+    lo, hi = [int(b.start) for b in box], [int(b.stop) for b in box]
+    return ants.crop_indices(image, lo, hi), ants.crop_indices(mask, lo, hi)
