@@ -227,13 +227,15 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
             ants.image_write(to_working_grid(mask_a, voxel, label=True), paths["mask"])
         f, m = paths["fixed"], paths["moving"]
         lin = (schedule.linear_shrink, schedule.linear_smooth, schedule.linear_iterations)
+        sampling = schedule.linear_sampling
         if linear is not None:
-            stages = [linear_stage(linear, f, m, *lin)]
+            stages = [linear_stage(linear, f, m, *lin, sampling=sampling)]
         else:
             levels = slice(None, -1) if settings.refined else slice(None)
             if settings.refined:  # the linear stages too (see RegistrationSettings)
                 lin = tuple(values[levels] for values in lin)
-            stages = [linear_stage("Rigid", f, m, *lin), linear_stage("Affine", f, m, *lin),
+            stages = [linear_stage("Rigid", f, m, *lin, sampling=sampling),
+                      linear_stage("Affine", f, m, *lin, sampling=sampling),
                       syn_stage(settings.metric, f, m, schedule.syn_shrink[levels],
                                 schedule.syn_smooth[levels],
                                 schedule.syn_iterations[settings.metric][levels],

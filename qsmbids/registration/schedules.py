@@ -25,6 +25,9 @@ class Schedule:
     linear_shrink, linear_smooth, linear_iterations
         Rigid and affine stages: shrink factors, smoothing sigmas (voxels) and
         iterations per level.
+    linear_sampling
+        Fraction of the voxels the linear stages' mutual information samples (ANTs'
+        jittered regular grid, drawn from the random seed); ``None``: every voxel.
     syn_shrink, syn_smooth
         SyN stage levels.
     syn_iterations
@@ -41,6 +44,7 @@ class Schedule:
     linear_shrink: tuple[int, ...]
     linear_smooth: tuple[float, ...]
     linear_iterations: tuple[int, ...]
+    linear_sampling: float | None
     syn_shrink: tuple[int, ...]
     syn_smooth: tuple[float, ...]
     syn_iterations: dict[str, tuple[int, ...]]
@@ -55,18 +59,26 @@ class Schedule:
 #: iterations there it takes 45 s instead of 60 s (step 0.1, 20 iterations) for the same
 #: phantom Dice (SN 0.77 vs 0.78, pallidum 0.93 vs 0.93). A 2.5 mm working grid
 #: would halve the time but costs the small nuclei (SN 0.73-0.75) and a 2 mm target its
-#: own resolution.
+#: own resolution. The linear stages' mutual information uses every voxel: with 25 %
+#: jittered sampling the result hung on the random seed, and on the 3 mm Philips head
+#: (benchmarks/bench_accuracy.py) four seeds moved the nigra-minus-putamen margin
+#: between -0.0001 and +0.0066 ppm and the two exports of the same head disagreed by
+#: 0.005 ppm; with every voxel both give +0.005 (nigra and putamen within 0.001 ppm
+#: of each other's export). It costs 5 s at 3 mm (11 -> 16.5 s, 1 thread), 1-2 s for
+#: the default refined path at 1 mm (its linear stages stop at 4 mm) and 10-15 s for
+#: the anatomy-only path at 1 mm (26 -> 36-44 s, 2 threads).
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(
         working_voxel_mm=2.0,
         linear_shrink=(4, 2, 1), linear_smooth=(2, 1, 0), linear_iterations=(500, 250, 100),
+        linear_sampling=None,
         syn_shrink=(4, 2, 1), syn_smooth=(2, 1, 0),
         syn_iterations={"CC": (100, 50, 10), "mattes": (100, 70, 20)},
         syn_convergence=1e-5, cc_radius=1, syn_step=0.2),
     "accurate": Schedule(
         working_voxel_mm=None,
         linear_shrink=(8, 4, 2, 1), linear_smooth=(3, 2, 1, 0),
-        linear_iterations=(1000, 500, 250, 50),
+        linear_iterations=(1000, 500, 250, 50), linear_sampling=None,
         syn_shrink=(8, 4, 2, 1), syn_smooth=(3, 2, 1, 0),
         syn_iterations={"CC": (100, 70, 50, 20), "mattes": (100, 70, 50, 20)},
         syn_convergence=1e-6, cc_radius=2, syn_step=0.1),

@@ -1,7 +1,8 @@
 """``antsRegistration`` command lines from a preset's schedule (no images, no I/O).
 
 The stages follow the antsRegistrationSyN recipe: centre-of-mass initialisation,
-Rigid then Affine with Mattes mutual information (32 bins, 25% regular sampling),
+Rigid then Affine with Mattes mutual information (32 bins, every voxel or the preset's
+regular sampling),
 then SyN with the chosen metric, each over its own multi-resolution levels. With
 ``--collapse-output-transforms`` ANTs writes one affine (``<prefix>0GenericAffine.mat``)
 and one displacement field pair (``<prefix>1Warp.nii.gz``, ``<prefix>1InverseWarp.nii.gz``).
@@ -29,18 +30,27 @@ def _levels(shrink: Sequence[int], smooth: Sequence[float], iterations: Sequence
             "--smoothing-sigmas", "x".join(f"{s:g}" for s in smooth) + "vox"]
 
 
-def mattes(fixed: str, moving: str, *, sampled: bool = True) -> str:
-    """Mattes mutual information term (32 bins; 25% regular sampling when ``sampled``)."""
-    return f"MI[{fixed},{moving},1,32,Regular,0.25]" if sampled else \
-        f"MI[{fixed},{moving},1,32]"
+def mattes(fixed: str, moving: str, *, sampling: float | None = None) -> str:
+    """Mattes mutual information term (32 bins).
+
+    ``sampling``: fraction of the voxels on a jittered regular grid (ANTs ``Regular``;
+    the jitter follows the random seed), or ``None`` for every voxel (no randomness).
+    """
+    if sampling is None:
+        return f"MI[{fixed},{moving},1,32]"
+    if not 0 < sampling <= 1:
+        raise ValueError(f"MI sampling fraction must lie in (0, 1], got {sampling}")
+    return f"MI[{fixed},{moving},1,32,Regular,{sampling:g}]"
 
 
 def linear_stage(kind: str, fixed: str, moving: str, shrink: Sequence[int],
-                 smooth: Sequence[float], iterations: Sequence[int]) -> list[str]:
-    """One ``Rigid`` or ``Affine`` stage with Mattes MI."""
+                 smooth: Sequence[float], iterations: Sequence[int], *,
+                 sampling: float | None = None) -> list[str]:
+    """One ``Rigid`` or ``Affine`` stage with Mattes MI (``sampling``: :func:`mattes`)."""
     if kind not in ("Rigid", "Affine"):
         raise ValueError(f"linear stage must be Rigid or Affine, got {kind!r}")
-    return ["--metric", mattes(fixed, moving), "--transform", f"{kind}[{LINEAR_STEP:g}]",
+    return ["--metric", mattes(fixed, moving, sampling=sampling),
+            "--transform", f"{kind}[{LINEAR_STEP:g}]",
             *_levels(shrink, smooth, iterations, 1e-6)]
 
 
