@@ -213,8 +213,10 @@ def test_stage_command_lines_follow_the_schedule():
                          fast.linear_iterations)
     assert fast.linear_sampling is None  # every voxel: the seed cannot move the result
     assert rigid == ["--metric", "MI[f.nii,m.nii,1,32]", "--transform",
-                     "Rigid[0.1]", "--convergence", "[500x250x100,1e-06,10]",
-                     "--shrink-factors", "4x2x1", "--smoothing-sigmas", "2x1x0vox"]
+                     "Rigid[0.1]", "--convergence", "[500x250,1e-06,10]",
+                     "--shrink-factors", "4x2", "--smoothing-sigmas", "2x1vox"]
+    # the linear stages end one level above the SyN's (at 4 mm for fast)
+    assert fast.linear_shrink == fast.syn_shrink[:-1]
     syn = syn_stage("CC", "f.nii", "m.nii", fast.syn_shrink, fast.syn_smooth,
                     fast.syn_iterations["CC"], convergence=fast.syn_convergence,
                     cc_radius=fast.cc_radius, step=fast.syn_step)

@@ -57,7 +57,8 @@ class RegistrationSettings:
         project's 70-year-old phantom at 1 mm (2 threads, three runs) the anatomical
         stage put the pallidum's regional mean 0.0001-0.0150 ppm off.
     seed
-        ANTs' sampling seed, always given (ANTs otherwise draws one per run): with one
+        ANTs' random seed, always given (ANTs otherwise draws one per run). The
+        presets' metrics sample every voxel, so it changes nothing today; with one
         thread, which is what a registration gets on 2 cores beside the reconstruction,
         reruns give identical transforms without ``deterministic``.
     metric
@@ -71,10 +72,8 @@ class RegistrationSettings:
         (:mod:`qsmbids.registration.refine`): the rigid, affine and SyN stages stop one
         level before their finest (for ``fast``, at 4 instead of 2 mm), which halves
         the SyN's cost; the refinement then places the nuclei (on a 1.5 mm grid).
-        Stopping the linear stages early too was measured on the qsm-forward MNI subjects at 1 mm
-        (benchmarks/bench_nuclei_registration.py, magnitude path): 7 s less (anatomical
-        stage 21-22 -> 15-16 s), every nucleus's Dice within 0.01 and its regional-mean
-        error within 0.001 ppm.
+        The rigid and affine stages stop at the same level whether refined or not
+        (their schedule ends one level above the SyN's, see :data:`SCHEDULES`).
     """
 
     preset: str = "fast"
@@ -232,8 +231,6 @@ def _register(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, out_prefix: Path,
             stages = [linear_stage(linear, f, m, *lin, sampling=sampling)]
         else:
             levels = slice(None, -1) if settings.refined else slice(None)
-            if settings.refined:  # the linear stages too (see RegistrationSettings)
-                lin = tuple(values[levels] for values in lin)
             stages = [linear_stage("Rigid", f, m, *lin, sampling=sampling),
                       linear_stage("Affine", f, m, *lin, sampling=sampling),
                       syn_stage(settings.metric, f, m, schedule.syn_shrink[levels],
