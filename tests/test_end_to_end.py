@@ -80,10 +80,12 @@ def test_outputs_index_as_derivatives(demo_run):
 
     settings = demo_run[0]
     layout = BIDSLayout(str(settings.output_dir), validate=False, is_derivative=True)
-    assert len(layout.get(suffix="Chimap", space="orig", extension=".nii.gz")) == 2
+    # per good run: the map and its venogram (a maximum-intensity projection of it)
+    maps = layout.get(suffix="Chimap", space="orig", extension=".nii.gz")
+    assert sorted(m.entities["desc"] for m in maps) == ["venogram"] * 2 + ["wholebrain"] * 2
     assert len(layout.get(suffix="Chimap", space=PHANTOM_SPACE, extension=".nii.gz")) == 2
     assert len(layout.get(suffix="dseg", extension=".nii.gz")) == 2
-    chi = layout.get(suffix="Chimap", space="orig", extension=".nii.gz")[0]
+    chi = layout.get(suffix="Chimap", space="orig", desc="wholebrain", extension=".nii.gz")[0]
     side = layout.get_metadata(chi.path)
     steps = [s["Step"] for s in side["ProcessingSteps"]]
     assert steps[:1] == ["phase scaling"] and "siemens" in side["ProcessingSteps"][0][
@@ -96,6 +98,9 @@ def test_outputs_index_as_derivatives(demo_run):
                         if s["Step"] == "registration")
     assert registration["Parameters"]["SusceptibilityRefinement"].startswith(
         "skipped: voxels of 3 x 3 x 3 mm")
+    # what a rerun needs to repeat it: no random sampling, and the seed
+    assert registration["Parameters"]["LinearMetric"] == "Mattes MI, every voxel"
+    assert isinstance(registration["Parameters"]["RandomSeed"], int)
     report = (settings.output_dir / f"sub-{dseg.entities['subject']}.html").read_text()
     assert "Susceptibility refinement skipped: voxels of 3 x 3 x 3 mm" in report
 

@@ -365,8 +365,8 @@ _CROP = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata" / \
 def test_real_7t_crop_gives_a_real_map_and_the_old_reading_is_flagged(tmp_path):
     """The 7 T in-vivo crop (float phase in arbitrary units, no sidecar Units), through
     the whole pipeline: automatic scaling gives an in-vivo spread, flagged only for the
-    guessed units and the cut field of view; reading the phase as radians (the old
-    rule) gives a flat map that is flagged ``chi_flat``."""
+    guessed units, the cut field of view and its veins too thin for an OEF; reading the
+    phase as radians (the old rule) gives a flat map that is flagged ``chi_flat``."""
     import nibabel as nib
 
     from qsmbids.cli.main import main
@@ -391,7 +391,8 @@ def test_real_7t_crop_gives_a_real_map_and_the_old_reading_is_flagged(tmp_path):
                      *extra]) == 0
         row = read_qc_tsv(out / "sub-7t" / "figures" / "sub-7t_qc.tsv")[0]
         flags[name] = (set(row["qc_flags"].split(",")), float(row["chi_iqr"]))
-    assert flags["auto"][0] == {"mask_edge", "phase_units_guessed"}
+    # venous_oef: the crop's veins are all under the 2 mm the OEF is measured on
+    assert flags["auto"][0] == {"mask_edge", "phase_units_guessed", "venous_oef"}
     assert 0.01 < flags["auto"][1] < 0.08  # in-vivo spread (measured 0.022 ppm)
     assert "chi_flat" in flags["rad"][0] and flags["rad"][1] < 0.001
 

@@ -108,6 +108,8 @@ class RegisterAtlas(MeasuredInterface):
              "Target": "T1w + magnitude" if t1w else "magnitude",
              "TemplateContrast": atlas.template_contrast,
              "SyNMetric": {"CC": "local cross-correlation", "mattes": "Mattes MI"}[metric],
+             "LinearMetric": _linear_metric(self.inputs.preset),
+             "RandomSeed": settings.seed,
              "Deterministic": bool(self.inputs.deterministic),
              "SyNStopsOneLevelEarly": bool(self.inputs.refined),
              **({"SusceptibilityRefinement": "skipped: " + self.inputs.refinement_skipped}
@@ -116,6 +118,15 @@ class RegisterAtlas(MeasuredInterface):
              **_template_overlap(atlas, self.inputs.magnitude, self.inputs.mask,
                                  result.template_to_subject, self.inputs.num_threads)})
         return runtime
+
+
+def _linear_metric(preset: str) -> str:
+    """The rigid and affine stages' metric and sampling, as the sidecar states it."""
+    from qsmbids.registration.schedules import SCHEDULES
+
+    sampling = SCHEDULES[preset].linear_sampling
+    return "Mattes MI, " + ("every voxel" if sampling is None
+                            else f"{sampling:.0%} of the voxels (jittered regular grid)")
 
 
 def _template_overlap(atlas, magnitude: str, mask: str, chain, n_threads: int) -> dict:
