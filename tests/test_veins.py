@@ -230,6 +230,7 @@ def test_the_vein_workflow_writes_its_images_and_the_oef_table(vein_phantom, tmp
     row = read_tsv(outputs.veins_table)[0]
     assert row["reference"] == "map" and row["hematocrit_source"] == "test"
     assert row["n_voxels"] > 0 and row["oef"] == pytest.approx(0.35, abs=0.03)
+    assert row["n_boxes"] == 0  # no inversion given to solve again: the map's own values
     venogram = np.asarray(nib.load(images.venogram).dataobj)
     assert venogram.max() == pytest.approx(chi[brain].max(), abs=1e-5)
 

@@ -22,20 +22,25 @@ from qsmbids.interfaces.io import (
     save_like,
     write_provenance,
 )
-from qsmbids.interfaces.recon import _out
+from qsmbids.interfaces.recon import _out, _ThreadsInputSpec
 from qsmbids.stats.tables import format_tsv
 
 #: columns of the per-run venous table, with their description and units
 VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
     "venous_chi": ("Median susceptibility on the centre lines of the veins at least "
-                   "min_diameter wide, relative to reference. Known bias: on a simulated "
-                   "head (qsm-forward, 1 mm, 3 T) it read 0.035-0.065 ppm below the "
-                   "blood's true 0.498 ppm, because the TV inversion stops before it "
-                   "converges (the converged solution reads 0.015-0.018 ppm low); the "
-                   "OEF was within 0.05 of the truth", "ppm"),
+                   "min_diameter wide and 10 mm or more inside the brain mask, "
+                   "relative to reference, from TV solved to "
+                   "convergence in up to 8 cubes of 33 mm around them (the map's own TV "
+                   "stops earlier, where the veins are still off). On a simulated head "
+                   "(qsm-forward, 1 mm, 3 T, blood 0.498 ppm) 0.014 (along B0), 0.018 "
+                   "(across) and 0.015 ppm (all deep veins) low; the sinuses at the "
+                   "brain's surface, left out, read 0.13-0.16 ppm low", "ppm"),
     "reference": ("What venous_chi is relative to: CSF (the atlas's CSF labels, water-like) "
                   "or the susceptibility map's own reference", None),
     "n_voxels": ("Centre-line voxels measured", None),
+    "n_boxes": ("Cubes TV was solved to convergence in (0: the map's own values, as "
+                "with a non-TV inversion)", None),
+    "coverage": ("Fraction of the large veins' centre-line voxels those cubes held", None),
     "min_diameter": ("Least vein diameter measured", "mm"),
     "vein_volume": ("Volume of the whole vein mask", "mm^3"),
     "hematocrit": ("Haematocrit used for the OEF (fraction)", None),
@@ -99,12 +104,15 @@ class VenousImages(MeasuredInterface):
         return runtime
 
 
-class VeinOutputsInputSpec(BaseInterfaceInputSpec):
+class VeinOutputsInputSpec(_ThreadsInputSpec):
     chi = File(exists=True, mandatory=True, desc="susceptibility, ppm")
     mask = File(exists=True, mandatory=True)
     vesselness = File(exists=True, mandatory=True, desc="from VenousImages")
     images_provenance = File(exists=True, mandatory=True, desc="from VenousImages")
     dseg = File(exists=True, desc="atlas labels on the run's grid")
+    local_field = File(exists=True, desc="local field the map was inverted from, ppm")
+    inversion_provenance = File(exists=True, desc="the dipole inversion's provenance (a "
+                                                  "TV one is solved again in cubes)")
     nucleus_labels = traits.List(traits.Int, desc="dseg labels excluded from the veins")
     csf_labels = traits.List(traits.Int, desc="dseg labels of CSF (the OEF's water level)")
     hematocrit = traits.Float(mandatory=True, desc="fraction")
@@ -139,8 +147,17 @@ class VeinOutputs(MeasuredInterface):
             if csf.sum() >= 20:
                 water, reference = float(np.median(chi[csf])), "CSF"
         found = veins.vein_mask(chi, mask, voxel, exclude=exclude, vesselness_map=vesselness)
+        solve = None
+        if isdefined(self.inputs.local_field) and isdefined(self.inputs.inversion_provenance):
+            from qsmbids.recon.vein_boxes import solve_from_provenance
+
+            solve = solve_from_provenance(
+                read_provenance([self.inputs.inversion_provenance])[0],
+                load_image(self.inputs.local_field)[0], mask, voxel,
+                workers=self.inputs.num_threads)
         measure = veins.venous_measure(chi - np.float32(water), found, voxel,
-                                       hematocrit=self.inputs.hematocrit)
+                                       hematocrit=self.inputs.hematocrit, brain_mask=mask,
+                                       solve=solve)
         note = None
         if float(np.mean(voxel)) > veins.MAX_MEASURE_VOXEL_MM:
             note = (f"voxels of {np.mean(voxel):.1f} mm: the veins' susceptibility is "
@@ -148,10 +165,12 @@ class VeinOutputs(MeasuredInterface):
             measure = veins.VenousMeasure(float("nan"), 0, measure.min_diameter_mm,
                                           measure.hematocrit, float("nan"))
         elif measure.n_voxels == 0:
-            note = f"no vein at least {measure.min_diameter_mm:g} mm wide was found"
+            note = (f"no vein at least {measure.min_diameter_mm:g} mm wide was found "
+                    f"{veins.DEFAULT_MEASURE_DEPTH_MM:g} mm or more inside the brain mask")
         self._results["veins"] = save_like(found.astype(np.uint8), chi_img, _out("veins.nii"))
         row = {"venous_chi": measure.chi_ppm, "reference": reference,
-               "n_voxels": measure.n_voxels, "min_diameter": measure.min_diameter_mm,
+               "n_voxels": measure.n_voxels, "n_boxes": measure.n_boxes,
+               "coverage": measure.coverage, "min_diameter": measure.min_diameter_mm,
                "vein_volume": float(found.sum() * np.prod(voxel)),
                "hematocrit": measure.hematocrit,
                "hematocrit_source": self.inputs.hematocrit_source, "oef": measure.oef,
@@ -168,8 +187,12 @@ class VeinOutputs(MeasuredInterface):
             "CLEAR-SWI-style SWI (Eckstein 2021), slab minIP/MIP, Frangi vein mask, "
             "venous susceptibility and OEF",
             {**images["Parameters"], "Hematocrit": measure.hematocrit,
-             "DeltaChiDeoxygenated_ppm": veins.DELTA_CHI_DO_PPM},
+             "DeltaChiDeoxygenated_ppm": veins.DELTA_CHI_DO_PPM,
+             "VenousChiSolve": ("the map's values" if solve is None else
+                                "TV (the map's weight and data weight) to convergence "
+                                "in cubes around the large veins' centre lines")},
             {"VeinVoxels": int(found.sum()), "VenousChi_ppm": measure.chi_ppm,
-             "OEF": measure.oef, "VenousReference": reference})
+             "OEF": measure.oef, "VenousReference": reference,
+             "VenousCubes": measure.n_boxes, "VenousCubeCoverage": measure.coverage})
         return runtime
 

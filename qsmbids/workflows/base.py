@@ -144,7 +144,8 @@ def _connect_veins(wf: pe.Workflow, settings: Settings, inputs: RunInputs,
     wf.connect([
         (field, veins, [("outputnode.magnitude", "inputnode.magnitude")]),
         (qsm, veins, [("outputnode.local_field", "inputnode.local_field"),
-                      ("outputnode.chi", "inputnode.chi"), ("outputnode.mask", "inputnode.mask")]),
+                      ("outputnode.chi", "inputnode.chi"), ("outputnode.mask", "inputnode.mask"),
+                      ("outputnode.prov_inv", "inputnode.inversion_provenance")]),
         (veins, sink, [(f"outputnode.{k}", f"in_{k}") for k in
                        ("swi", "minip", "venogram", "veins", "veins_table")]
          + [("outputnode.prov_veins", "prov_veins")]),

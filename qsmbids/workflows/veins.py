@@ -9,7 +9,7 @@ from qsmbids.interfaces.veins import VeinOutputs, VenousImages
 from qsmbids.workflows.settings import Settings
 
 #: the ``inputnode`` and ``outputnode`` fields of :func:`init_vein_wf`
-VEIN_INPUTS = ("magnitude", "local_field", "chi", "mask", "dseg")
+VEIN_INPUTS = ("magnitude", "local_field", "chi", "mask", "dseg", "inversion_provenance")
 VEIN_OUTPUTS = ("swi", "minip", "venogram", "veins", "veins_table", "prov_veins")
 
 
@@ -38,7 +38,8 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
     -------
     nipype.pipeline.engine.Workflow
         ``inputnode`` fields :data:`VEIN_INPUTS`: ``magnitude`` (x, y, z, echo),
-        ``local_field`` (ppm), ``chi`` (ppm), ``mask``, ``dseg`` (optional);
+        ``local_field`` (ppm), ``chi`` (ppm), ``mask``, ``dseg`` (optional),
+        ``inversion_provenance`` (the TV that the venous value is solved again with);
         ``outputnode`` fields :data:`VEIN_OUTPUTS`.
     """
     wf = pe.Workflow(name=name)
@@ -54,7 +55,8 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
                    name="veins", mem_gb=mem["veins"])
     wf.connect([
         (inputnode, images, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")]),
-        (inputnode, node, [(f, f) for f in ("chi", "mask")
+        (inputnode, node, [(f, f) for f in ("chi", "mask", "local_field",
+                                            "inversion_provenance")
                            + (("dseg",) if with_dseg else ())]),
         (images, node, [("vesselness", "vesselness"),
                         ("provenance", "images_provenance")]),
