@@ -23,7 +23,7 @@ from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 EXPECTED_SECONDS: dict[str, float] = {
     "load": 3.4, "mask": 0.7, "relaxometry": 1.7, "field": 7.6, "bg_removal": 6.1,
     "inversion": 8.9, "reference": 0.1, "register": 25.7, "refine_on_chi": 6.8,
-    "warp_to_template": 1.1, "regional_stats": 2.7, "venous_images": 4.0, "veins": 1.5,
+    "warp_to_template": 1.1, "regional_stats": 2.7, "venous_images": 4.0, "veins": 3.5,
     "sink": 2.6,
 }
 #: weight of a node without an entry in :data:`EXPECTED_SECONDS`, s

@@ -49,10 +49,11 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
     # atlas registration; only the mask's exclusions and the CSF level wait for it
     images = pe.Node(VenousImages(slab_mm=settings.slab_mm), name="venous_images",
                      mem_gb=mem["veins"])
+    # after both branches: all the threads for the cubes' TV solves (recon.vein_boxes)
     node = pe.Node(VeinOutputs(hematocrit=hematocrit, hematocrit_source=hematocrit_source,
                                nucleus_labels=list(nucleus_labels),
-                               csf_labels=list(csf_labels)),
-                   name="veins", mem_gb=mem["veins"])
+                               csf_labels=list(csf_labels), num_threads=settings.omp_nthreads),
+                   name="veins", mem_gb=mem["veins"], n_procs=settings.omp_nthreads)
     wf.connect([
         (inputnode, images, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")]),
         (inputnode, node, [(f, f) for f in ("chi", "mask", "local_field",
