@@ -11,9 +11,12 @@ noise) and reconstructed by the whole participant pipeline (``--atlas none``). T
   truths: the voxels at least half filled by the sharp tube (geometric), and the
   voxels of the phantom's own soft-edged map at least half way from white matter to
   blood (painted: what qsm-forward was given);
-- the venous susceptibility (:func:`qsmbids.recon.veins.venous_measure`) is measured
-  over the probe veins along B0, across B0, and over the whole vein mask, relative to
-  the ventricles' CSF (water), and turned into OEF; the same measure on the phantom's
+- the venous susceptibility (:func:`qsmbids.recon.veins.venous_measure`, as the
+  pipeline measures it: the run's TV solved to convergence in cubes around the centre
+  lines 10 mm or more inside the brain mask, :mod:`qsmbids.recon.vein_boxes`) is
+  measured over the probe veins along B0, across B0, and over the whole vein mask,
+  relative to the ventricles' CSF (water), and turned into OEF; ``map error`` is the
+  same measure on the map's own values; the same measure on the phantom's
   own map (same voxels) separates the phantom's partial volume (its soft-edged veins
   under 4 mm hold less than the blood at their centres) from the reconstruction's
   error;
