@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qsmbids.recon import swi, veins  # noqa: E402
+from qsmbids.recon.masking import distance_to_outside  # noqa: E402
 from qsmbids.recon.vein_boxes import solve_from_provenance  # noqa: E402
 from qsmbids.sim.phantom import grid_coordinates, phantom_grid  # noqa: E402
 from qsmbids.sim.veins import VenousBlood, probe_vein_labels, probe_veins  # noqa: E402
@@ -174,12 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     sidecar = json.loads(_one(out, "*_space-orig_desc-wholebrain_Chimap.json").read_text())
     step = next(s for s in sidecar["ProcessingSteps"] if s["Step"] == "dipole inversion")
     solve = solve_from_provenance(step, field, mask, voxel, workers=2)
+    depth = distance_to_outside(mask, voxel)
     for name, selection in selections.items():
         t0 = time.perf_counter()
         delivered = veins.venous_measure(chi - csf_chi, selection, voxel,
-                                         hematocrit=BLOOD.hematocrit, brain_mask=mask)
+                                         hematocrit=BLOOD.hematocrit, depth_mm=depth)
         measure = veins.venous_measure(chi - csf_chi, selection, voxel,
-                                       hematocrit=BLOOD.hematocrit, brain_mask=mask,
+                                       hematocrit=BLOOD.hematocrit, depth_mm=depth,
                                        solve=solve)
         seconds = time.perf_counter() - t0
         error = measure.chi_ppm - BLOOD.chi_ppm
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         # are painted with soft edges, so below ~4 mm their centres hold less than the
         # blood; the last column is the reconstruction's own error
         phantom = veins.venous_measure(truth_chi, selection, voxel,
-                                       brain_mask=mask).chi_ppm
+                                       depth_mm=depth).chi_ppm
         print(f"| {name:<30} | {measure.n_voxels:6d} | {measure.chi_ppm:9.3f} | "
               f"{error:+7.3f} | {measure.oef:5.3f} | {oef_error:+6.3f} | "
               f"{'met' if met else 'missed'} | {phantom:7.3f} | "

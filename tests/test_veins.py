@@ -101,6 +101,12 @@ def test_the_vesselness_computed_first_gives_the_same_vein_mask(vein_phantom):
                             vesselness_map=early)
     assert direct.sum() > 100
     assert np.array_equal(direct, later)
+    # the vein node computes the brain's depth once for the mask and the measure
+    from qsmbids.recon.masking import distance_to_outside
+
+    depth = distance_to_outside(brain, (1, 1, 1))
+    assert np.array_equal(direct, veins.vein_mask(chi, brain, (1, 1, 1), exclude=nucleus,
+                                                  edge_margin_mm=1.0, depth_mm=depth))
 
 
 def test_venous_susceptibility_and_oef_of_the_large_veins(vein_phantom):

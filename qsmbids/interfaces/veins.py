@@ -133,6 +133,7 @@ class VeinOutputs(MeasuredInterface):
 
     def _compute(self, runtime):
         from qsmbids.recon import veins
+        from qsmbids.recon.masking import distance_to_outside
 
         chi, chi_img = load_image(self.inputs.chi)
         mask = load_image(self.inputs.mask, bool)[0]
@@ -146,9 +147,13 @@ class VeinOutputs(MeasuredInterface):
             csf = mask & np.isin(labels, list(self.inputs.csf_labels or []))
             if csf.sum() >= 20:
                 water, reference = float(np.median(chi[csf])), "CSF"
-        found = veins.vein_mask(chi, mask, voxel, exclude=exclude, vesselness_map=vesselness)
+        depth = distance_to_outside(mask, voxel)  # the mask's edge rim and the measure's depth
+        found = veins.vein_mask(chi, mask, voxel, exclude=exclude, vesselness_map=vesselness,
+                                depth_mm=depth)
+        measurable = float(np.mean(voxel)) <= veins.MAX_MEASURE_VOXEL_MM
         solve = None
-        if isdefined(self.inputs.local_field) and isdefined(self.inputs.inversion_provenance):
+        if (measurable and isdefined(self.inputs.local_field)
+                and isdefined(self.inputs.inversion_provenance)):
             from qsmbids.recon.vein_boxes import solve_from_provenance
 
             solve = solve_from_provenance(
@@ -156,10 +161,10 @@ class VeinOutputs(MeasuredInterface):
                 load_image(self.inputs.local_field)[0], mask, voxel,
                 workers=self.inputs.num_threads)
         measure = veins.venous_measure(chi - np.float32(water), found, voxel,
-                                       hematocrit=self.inputs.hematocrit, brain_mask=mask,
+                                       hematocrit=self.inputs.hematocrit, depth_mm=depth,
                                        solve=solve)
         note = None
-        if float(np.mean(voxel)) > veins.MAX_MEASURE_VOXEL_MM:
+        if not measurable:
             note = (f"voxels of {np.mean(voxel):.1f} mm: the veins' susceptibility is "
                     f"measured at {veins.MAX_MEASURE_VOXEL_MM:g} mm or finer")
             measure = veins.VenousMeasure(float("nan"), 0, measure.min_diameter_mm,

@@ -200,7 +200,8 @@ def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequen
               edge_margin_mm: float = 3.0, exclude_margin_mm: float = 2.0,
               min_volume_mm3: float = 8.0, min_elongation: float = 3.0,
               radii_mm: Sequence[float] = DEFAULT_RADII_MM,
-              vesselness_map: np.ndarray | None = None) -> np.ndarray:
+              vesselness_map: np.ndarray | None = None,
+              depth_mm: np.ndarray | None = None) -> np.ndarray:
     """Veins of a susceptibility map: bright, tubular, away from the brain edge and nuclei.
 
     Seeds are the voxels whose susceptibility is at least ``chi_min_ppm`` and whose
@@ -234,6 +235,10 @@ def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequen
         ``chi_min_ppm``, ``edge_margin_mm`` and ``radii_mm``), when it was computed
         already: the vein workflow computes it while the atlas registration that gives
         ``exclude`` still runs. Default: computed here.
+    depth_mm
+        ``distance_to_outside(brain_mask, voxel_size_mm)`` (mm, x, y, z), when computed
+        already (the vein node gives the same to :func:`venous_measure`). Default:
+        computed here.
 
     Returns
     -------
@@ -243,7 +248,9 @@ def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequen
     chi = np.asarray(chi_ppm, np.float32)
     brain = np.asarray(brain_mask, bool)
     voxel = np.asarray(voxel_size_mm, float)
-    inside = distance_to_outside(brain, voxel) >= edge_margin_mm
+    if depth_mm is None:
+        depth_mm = distance_to_outside(brain, voxel)
+    inside = depth_mm >= edge_margin_mm
     if exclude is not None and np.any(exclude):
         inside &= ~within(np.asarray(exclude, bool), voxel, exclude_margin_mm)
     candidates = inside & (chi >= chi_min_ppm)
@@ -350,7 +357,7 @@ def centre_lines(veins: np.ndarray, voxel_size_mm: Sequence[float],
 def venous_measure(chi_ppm: np.ndarray, veins: np.ndarray, voxel_size_mm: Sequence[float],
                    *, hematocrit: float = DEFAULT_HEMATOCRIT,
                    min_diameter_mm: float = DEFAULT_MEASURE_DIAMETER_MM,
-                   brain_mask: np.ndarray | None = None,
+                   depth_mm: np.ndarray | None = None,
                    min_depth_mm: float = DEFAULT_MEASURE_DEPTH_MM,
                    solve: ConvergedSolve | None = None) -> VenousMeasure:
     """Venous susceptibility along the centre lines of the large veins, and OEF.
@@ -375,9 +382,10 @@ def venous_measure(chi_ppm: np.ndarray, veins: np.ndarray, voxel_size_mm: Sequen
         Haematocrit (0..1).
     min_diameter_mm
         The least vein diameter measured, mm.
-    brain_mask, min_depth_mm
-        With the brain mask (bool, x, y, z), only centre-line voxels at least
-        ``min_depth_mm`` inside it are measured.
+    depth_mm, min_depth_mm
+        With the depth of each voxel inside the brain mask (mm, x, y, z:
+        :func:`qsmbids.recon.masking.distance_to_outside`), only centre-line voxels at
+        least ``min_depth_mm`` deep are measured.
     solve
         The map's TV inversion, to be solved again to convergence in cubes around the
         centre lines (:mod:`qsmbids.recon.vein_boxes`), whose values are then read
@@ -392,8 +400,8 @@ def venous_measure(chi_ppm: np.ndarray, veins: np.ndarray, voxel_size_mm: Sequen
     _check_fraction(hematocrit, "hematocrit")
     chi = np.asarray(chi_ppm, np.float32)
     core = centre_lines(veins, voxel_size_mm, min_diameter_mm)
-    if brain_mask is not None:
-        core &= distance_to_outside(np.asarray(brain_mask, bool), voxel_size_mm) >= min_depth_mm
+    if depth_mm is not None:
+        core &= np.asarray(depth_mm) >= min_depth_mm
     n = int(core.sum())
     if n == 0:
         return VenousMeasure(float("nan"), 0, float(min_diameter_mm), float(hematocrit),
