@@ -218,10 +218,10 @@ def build_bids_app_parser() -> argparse.ArgumentParser:
                            f"(default: {DEFAULT_SLAB_MM:g})")
     meth.add_argument("--deterministic", action="store_true",
                       help="repeatable ANTs registration: one thread (about twice as "
-                           "slow when it would get more); the sampling seed is always "
-                           "fixed, so a registration that gets one thread anyway (2 cores "
-                           "shared with the reconstruction) repeats without it; with more "
-                           "threads results vary slightly between reruns")
+                           "slow when it would get more); no random sampling enters, so a "
+                           "registration that gets one thread anyway (2 cores shared with "
+                           "the reconstruction) repeats without it; with more threads "
+                           "results vary slightly between reruns")
     return parser
 
 
