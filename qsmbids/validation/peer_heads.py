@@ -167,7 +167,8 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
                     out / "truth_brainmask.nii.gz", deriv / f"{stem}_dseg.nii",
                     deriv / f"{stem}_desc-shimmed_fieldmap.nii")
     stamp = out / "case.json"
-    probes = repr(probe_veins()) if case.venous_blood is not None else None
+    # the probe veins, and how veins of known blood are painted (their partial volume)
+    probes = f"{probe_veins()!r}, partial volume" if case.venous_blood is not None else None
     record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION,
                          "input_origin": "zero", "probe_veins": probes},
                         sort_keys=True, default=float)
