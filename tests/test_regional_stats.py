@@ -102,3 +102,31 @@ def test_phantom_regions_cover_default_names_and_shape_mismatch():
         regional_statistics(np.zeros((3, 3, 3)), labels, regions, voxel_size=(1, 1, 1))
     rows = regional_statistics(np.zeros(labels.shape), labels, regions, voxel_size=(1, 1, 1))
     assert len(rows) == 14 + 7
+
+
+@pytest.mark.parametrize("erode", [False, True])
+def test_each_region_read_on_its_box_equals_the_whole_grid(erode):
+    """regional_statistics reads each region on its bounding box; the rows are those of
+    region_statistics on the whole grid, for regions split in two, touching the array's
+    edge, absent, or given label 0."""
+    rng = np.random.default_rng(3)
+    labels = np.zeros((30, 26, 22), np.int32)
+    labels[0:5, 4:12, 3:9] = 1                        # on the array's edge
+    labels[20:30, 18:26, 12:22] = 2                   # in a corner
+    labels[8:12, 2:6, 2:6] = 3
+    labels[15:18, 20:24, 15:19] = 3                   # label 3 in two places
+    labels[rng.random(labels.shape) < 0.02] = 4       # scattered voxels
+    values = rng.normal(0.05, 0.1, labels.shape)
+    values[rng.random(labels.shape) < 0.01] = np.nan
+    mask = rng.random(labels.shape) < 0.9
+    regions = {"A_L": [1], "A_R": [2], "B": [3, 4], "Absent": [9], "Background": [0]}
+    rows = regional_statistics(values, labels, regions, voxel_size=(1, 1, 2), mask=mask,
+                               erode=erode, bilateral=True)
+    valid = np.isfinite(values) & mask
+    assert [r["region"] for r in rows] == [*regions, "A"]
+    for row in rows:
+        labs = regions.get(row["region"], [1, 2])
+        whole = region_statistics(values, np.isin(labels, labs), valid=valid,
+                                  voxel_volume_mm3=2.0, erode=erode)
+        for column in STAT_COLUMNS:
+            np.testing.assert_equal(row[column], whole[column], err_msg=f"{row} {column}")

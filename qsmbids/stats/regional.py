@@ -136,12 +136,43 @@ def regional_statistics(
     if bilateral:
         todo += [(name, "bilateral", labs) for name, labs in group_bilateral(dict(regions)).items()
                  if name not in regions]
+    boxes = _label_boxes(labels)
     records = []
     for name, side, labs in todo:
-        region = np.isin(labels, np.asarray(labs))
+        # on the region's bounding box grown by one voxel: the same voxels, and the same
+        # erosion (the array's own edge stays an edge), at a fraction of the whole grid's
+        # cost (24 regions of a 1 mm head: 2.8 -> 0.1 s)
+        box = _region_box(boxes, labs, labels.shape)
+        region = np.isin(labels[box], np.asarray(labs))
         row: dict[str, object] = {"region": name, "hemisphere": side}
-        row.update(region_statistics(values, region, valid=valid,
+        row.update(region_statistics(values[box], region, valid=valid[box],
                                      voxel_volume_mm3=voxel_volume, erode=erode))
         records.append(row)
     return records
+
+
+def _label_boxes(labels: np.ndarray) -> list[tuple[slice, ...] | None]:
+    """Bounding box of each positive label (index ``label - 1``; None where absent)."""
+    if labels.size == 0 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        return []
+    return ndimage.find_objects(labels)
+
+
+def _region_box(boxes: list[tuple[slice, ...] | None], labs: Sequence[int],
+                shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The box holding every voxel of ``labs``, grown by one voxel within ``shape``: the
+    whole grid when a label has no box (label 0, non-integer or negative labels); a
+    one-voxel box when none of them occurs."""
+    found = []
+    for label in labs:
+        label = int(label)
+        if label < 1 or not boxes:
+            return tuple(slice(0, n) for n in shape)
+        if label <= len(boxes) and boxes[label - 1] is not None:
+            found.append(boxes[label - 1])
+    if not found:
+        return tuple(slice(0, min(n, 1)) for n in shape)
+    return tuple(slice(max(min(b[a].start for b in found) - 1, 0),
+                       min(max(b[a].stop for b in found) + 1, shape[a]))
+                 for a in range(len(shape)))
 
