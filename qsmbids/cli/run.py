@@ -329,7 +329,7 @@ def run_participant(settings: Settings, stream: TextIO | str | None = "stderr") 
                 run.prefix, "failed", "OUTPUT_DIR holds outputs of this run made with other "
                 "settings; use --overwrite to replace them or choose another OUTPUT_DIR"))
             continue
-        problems = validate_run(run)
+        problems = validate_run(run, workers=settings.nprocs)
         if problems:
             outcomes.append(RunOutcome(run.prefix, "failed", "; ".join(problems)))
             continue
