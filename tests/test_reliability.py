@@ -80,3 +80,11 @@ def test_edge_weight_treats_the_fov_edge_as_continuing_tissue():
     weight = edge_weight(mask, (1.0, 1.0, 1.0), floor=0.1, ramp_mm=4.0)
     assert weight[15, 15, 0] == 1.0 and weight[15, 15, -1] == 1.0
     assert weight[5, 15, 0] == pytest.approx(0.1 + 0.9 * 0.5 / 4)
+    # the vein node gives the depth it computed already: the same weight
+    from qsmbids.recon.masking import distance_to_outside
+
+    for voxel in ((1.0, 1.0, 1.0), (0.8, 0.8, 2.0)):
+        depth = distance_to_outside(mask, voxel)
+        np.testing.assert_array_equal(
+            edge_weight(mask, voxel, floor=0.1, ramp_mm=4.0, depth_mm=depth),
+            edge_weight(mask, voxel, floor=0.1, ramp_mm=4.0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from qsmbids.workflows.scheduler import (
-    DEFAULT_SECONDS,
     EXPECTED_SECONDS,
     CriticalPathMultiProcPlugin,
     upward_ranks,
@@ -88,4 +87,6 @@ def test_the_longest_branch_starts_first_when_one_slot_is_free(tmp_path, plugin)
     else:
         wf.run(plugin=CriticalPathMultiProcPlugin(plugin_args=args))
         assert started.index("register") < started.index("relaxometry")
-    assert EXPECTED_SECONDS["register"] > EXPECTED_SECONDS["relaxometry"] > DEFAULT_SECONDS
+    # the order comes from the measured weights, not the default
+    assert {"register", "relaxometry"} <= set(EXPECTED_SECONDS)
+    assert EXPECTED_SECONDS["register"] > EXPECTED_SECONDS["relaxometry"]

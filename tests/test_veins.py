@@ -108,6 +108,10 @@ def test_the_vesselness_computed_first_gives_the_same_vein_mask(vein_phantom):
     depth = distance_to_outside(brain, (1, 1, 1))
     assert np.array_equal(direct, veins.vein_mask(chi, brain, (1, 1, 1), exclude=nucleus,
                                                   edge_margin_mm=1.0, depth_mm=depth))
+    # ... and the images node filters boxes and scales on several threads, as float32
+    threaded = veins.candidate_vesselness(chi, brain, (1, 1, 1), edge_margin_mm=1.0,
+                                          depth_mm=depth.astype(np.float32), workers=3)
+    assert np.array_equal(early, threaded)
 
 
 def test_venous_susceptibility_and_oef_of_the_large_veins(vein_phantom):

@@ -72,7 +72,8 @@ def trim_unreliable(mask: np.ndarray, field_std: np.ndarray,
 
 def edge_weight(mask: np.ndarray, voxel_size: Sequence[float],
                 floor: float = DEFAULT_EDGE_WEIGHT_FLOOR,
-                ramp_mm: float = DEFAULT_EDGE_RAMP_MM) -> np.ndarray:
+                ramp_mm: float = DEFAULT_EDGE_RAMP_MM, *,
+                depth_mm: np.ndarray | None = None) -> np.ndarray:
     """Data weight for the dipole inversion that is low at the mask edge.
 
     Background removal leaves its largest error next to the mask edge: on a qsm-forward
@@ -94,6 +95,9 @@ def edge_weight(mask: np.ndarray, voxel_size: Sequence[float],
     ramp_mm
         Depth below the boundary (mm) at which the weight reaches 1; 0 gives 1
         everywhere in the mask.
+    depth_mm
+        ``qsmbids.recon.masking.distance_to_outside(mask, voxel_size)`` (mm, x, y, z)
+        when computed already (the vein node has it); default: computed here.
 
     Returns
     -------
@@ -109,7 +113,10 @@ def edge_weight(mask: np.ndarray, voxel_size: Sequence[float],
     # where the mask touches the FOV edge, the tissue counts as continuing beyond it
     box = tuple(slice(max(s.start - 1, 0), s.stop + 1)
                 for s in ndi.find_objects(mask.astype(np.uint8))[0])
-    depth = ndi.distance_transform_edt(mask[box], sampling=voxel_size)
+    if depth_mm is None:
+        depth = ndi.distance_transform_edt(mask[box], sampling=voxel_size)
+    else:
+        depth = np.asarray(depth_mm)[box]
     weight = np.zeros(mask.shape, np.float32)
     ramp = np.clip((depth - min(voxel_size) / 2) / ramp_mm, 0.0, 1.0)
     weight[box] = np.where(mask[box], floor + (1 - floor) * ramp, 0.0)

@@ -170,18 +170,21 @@ class ConvergedSolve:
 
 
 def solve_from_provenance(step: dict, field_ppm: np.ndarray, mask: np.ndarray,
-                          voxel_size_mm: Sequence[float], workers: int | None = None
-                          ) -> ConvergedSolve | None:
+                          voxel_size_mm: Sequence[float], workers: int | None = None, *,
+                          depth_mm: np.ndarray | None = None) -> ConvergedSolve | None:
     """The :class:`ConvergedSolve` of a ``dipole inversion`` provenance step (its
     ``Parameters``: ``lam``, ``B0Direction``, ``EdgeRampMm``, ``EdgeWeightFloor``), or
-    None when the inversion was not TV (nothing to converge further)."""
+    None when the inversion was not TV (nothing to converge further). ``depth_mm``: the
+    mask's :func:`~qsmbids.recon.masking.distance_to_outside`, when computed already
+    (the data weight's edge ramp is made from it)."""
     from qsmbids.recon.reliability import edge_weight
 
     if step.get("Algorithm") != "tv":
         return None
     params = step["Parameters"]
     ramp, floor = float(params.get("EdgeRampMm", 0.0)), float(params.get("EdgeWeightFloor", 1.0))
-    weight = edge_weight(mask, voxel_size_mm, floor, ramp) if ramp > 0 else None
+    weight = edge_weight(mask, voxel_size_mm, floor, ramp, depth_mm=depth_mm) \
+        if ramp > 0 else None
     b0 = tuple(float(v) for v in params.get("b0_direction", params["B0Direction"]))
     return ConvergedSolve(np.asarray(field_ppm, np.float32), np.asarray(mask, bool), b0,
                           float(params["lam"]), weight, workers)

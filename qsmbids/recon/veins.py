@@ -24,6 +24,7 @@ Arrays are (x, y, z) voxel order; susceptibility in ppm, lengths in mm.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -106,7 +107,7 @@ def _check_fraction(value: float, name: str) -> None:
 def vesselness(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[float],
                radii_mm: Sequence[float] = DEFAULT_RADII_MM, *,
                where: np.ndarray | None = None,
-               gamma: float = DEFAULT_VESSELNESS_GAMMA) -> np.ndarray:
+               gamma: float = DEFAULT_VESSELNESS_GAMMA, workers: int = 1) -> np.ndarray:
     """Frangi vesselness of bright tubes in a susceptibility map, inside ``mask``.
 
     The map outside the mask is set to its median inside (so the mask's edge is not a
@@ -133,6 +134,11 @@ def vesselness(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[fl
     gamma
         Frangi's structuredness constant, in the map's Hessian units (ppm per
         squared voxel at the scales used).
+    workers
+        Threads: each box and scale is filtered on its own (the filter's value is the
+        largest over the scales, each scale's independent of the others with a fixed
+        ``gamma``, so the result is the same; the Gaussian derivatives and eigenvalues
+        release the GIL).
 
     Returns
     -------
@@ -161,11 +167,19 @@ def vesselness(chi_ppm: np.ndarray, mask: np.ndarray, voxel_size_mm: Sequence[fl
             return out
         if sum(map(volume, found)) < volume(whole):
             boxes = found
-    for box in boxes:
-        sub_mask = mask[box]
-        sub = np.where(sub_mask, chi[box], fill)
-        response = frangi(sub, sigmas=sigmas, black_ridges=False, gamma=gamma)
-        out[box] = np.maximum(out[box], np.where(sub_mask, response, 0.0))
+    def filtered(task: tuple[tuple[slice, ...], float]) -> np.ndarray:
+        box, sigma = task
+        sub = np.where(mask[box], chi[box], fill)
+        return frangi(sub, sigmas=[sigma], black_ridges=False, gamma=gamma)
+
+    tasks = [(box, sigma) for box in boxes for sigma in sigmas]
+    with ThreadPoolExecutor(max(1, min(workers, len(tasks)))) as pool:
+        # each response is taken in as soon as it is done (the maximum does not depend
+        # on the order), so no more than a few are held at once
+        running = {pool.submit(filtered, task): task[0] for task in tasks}
+        for done in as_completed(running):
+            box = running[done]
+            out[box] = np.maximum(out[box], np.where(mask[box], done.result(), 0.0))
     return out
 
 
@@ -173,13 +187,16 @@ def candidate_vesselness(chi_ppm: np.ndarray, brain_mask: np.ndarray,
                          voxel_size_mm: Sequence[float], *,
                          chi_min_ppm: float = DEFAULT_VEIN_CHI_MIN_PPM,
                          edge_margin_mm: float = 3.0,
-                         radii_mm: Sequence[float] = DEFAULT_RADII_MM) -> np.ndarray:
+                         radii_mm: Sequence[float] = DEFAULT_RADII_MM,
+                         depth_mm: np.ndarray | None = None, workers: int = 1) -> np.ndarray:
     """The vesselness :func:`vein_mask` needs, before any region is excluded.
 
     Frangi's filter (:func:`vesselness`) on boxes around the voxels that could seed a
     vein: at least ``chi_min_ppm`` and ``edge_margin_mm`` inside the brain. With its
     fixed structuredness constant, a voxel's value does not depend on which other
     voxels are candidates, so :func:`vein_mask` may exclude the nuclei afterwards.
+    ``depth_mm``: ``distance_to_outside(brain_mask, voxel_size_mm)`` when computed
+    already (default: computed here); ``workers``: threads (see :func:`vesselness`).
 
     Returns
     -------
@@ -188,9 +205,10 @@ def candidate_vesselness(chi_ppm: np.ndarray, brain_mask: np.ndarray,
     """
     chi = np.asarray(chi_ppm, np.float32)
     brain = np.asarray(brain_mask, bool)
-    candidates = (distance_to_outside(brain, voxel_size_mm) >= edge_margin_mm) \
-        & (chi >= chi_min_ppm)
-    return vesselness(chi, brain, voxel_size_mm, radii_mm, where=candidates)
+    if depth_mm is None:
+        depth_mm = distance_to_outside(brain, voxel_size_mm)
+    candidates = (depth_mm >= edge_margin_mm) & (chi >= chi_min_ppm)
+    return vesselness(chi, brain, voxel_size_mm, radii_mm, where=candidates, workers=workers)
 
 
 def vein_mask(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Sequence[float],

@@ -19,12 +19,12 @@ from collections.abc import Callable, Hashable, Mapping
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
 #: seconds per node of a 1 mm, 4-echo run on 2 cores (``benchmarks/bench_pipeline.py``,
-#: 2026-12-07); only their relative sizes matter
+#: 2026-12-07, session 7); only their relative sizes matter
 EXPECTED_SECONDS: dict[str, float] = {
-    "load": 3.4, "mask": 0.7, "relaxometry": 1.7, "field": 7.6, "bg_removal": 6.1,
-    "inversion": 8.9, "reference": 0.1, "register": 25.7, "refine_on_chi": 6.8,
-    "warp_to_template": 1.1, "regional_stats": 2.7, "venous_images": 4.0, "veins": 3.5,
-    "sink": 2.6,
+    "load": 3.6, "mask": 0.7, "relaxometry": 0.5, "field": 9.1, "bg_removal": 6.3,
+    "inversion": 9.3, "reference": 0.1, "register": 25.0, "refine_on_chi": 6.8,
+    "warp_to_template": 2.3, "regional_stats": 0.4, "venous_images": 3.0, "veins": 2.1,
+    "sink": 2.4,
 }
 #: weight of a node without an entry in :data:`EXPECTED_SECONDS`, s
 DEFAULT_SECONDS = 1.0

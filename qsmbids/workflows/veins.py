@@ -45,21 +45,24 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(IdentityInterface(fields=list(VEIN_INPUTS)), name="inputnode")
     outputnode = pe.Node(IdentityInterface(fields=list(VEIN_OUTPUTS)), name="outputnode")
-    # two nodes: the images and the vesselness need no atlas, so they run beside the
-    # atlas registration; only the mask's exclusions and the CSF level wait for it
-    images = pe.Node(VenousImages(slab_mm=settings.slab_mm), name="venous_images",
-                     mem_gb=mem["veins"])
-    # after both branches: all the threads for the cubes' TV solves (recon.vein_boxes)
+    # two nodes: the images and the vesselness need no atlas; only the mask's
+    # exclusions and the CSF level wait for it. The images node filters its boxes and
+    # scales on all the threads (4.0 -> about 2.3 s at 1 mm on 2), so it does not hold
+    # one slot while the atlas refinement, which needs two, waits
+    images = pe.Node(VenousImages(slab_mm=settings.slab_mm, num_threads=settings.omp_nthreads),
+                     name="venous_images", mem_gb=mem["veins"], n_procs=settings.omp_nthreads)
+    # one thread: the cubes' TV solves (recon.vein_boxes) took 2.4 s on one thread or two
+    # at 1 mm, and on one the node runs beside the template warp
     node = pe.Node(VeinOutputs(hematocrit=hematocrit, hematocrit_source=hematocrit_source,
                                nucleus_labels=list(nucleus_labels),
-                               csf_labels=list(csf_labels), num_threads=settings.omp_nthreads),
-                   name="veins", mem_gb=mem["veins"], n_procs=settings.omp_nthreads)
+                               csf_labels=list(csf_labels), num_threads=1),
+                   name="veins", mem_gb=mem["veins"])
     wf.connect([
         (inputnode, images, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")]),
         (inputnode, node, [(f, f) for f in ("chi", "mask", "local_field",
                                             "inversion_provenance")
                            + (("dseg",) if with_dseg else ())]),
-        (images, node, [("vesselness", "vesselness"),
+        (images, node, [("vesselness", "vesselness"), ("depth", "depth"),
                         ("provenance", "images_provenance")]),
         (images, outputnode, [(f, f) for f in ("swi", "minip", "venogram")]),
         (node, outputnode, [(f, f) for f in ("veins", "veins_table")]
