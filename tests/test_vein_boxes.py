@@ -4,7 +4,7 @@ on a field made by the peer simulator's forward model (qsm-forward), not the pip
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from test_veins import BLOOD_PPM, TISSUE_PPM, _tubes
+from vein_helpers import BLOOD_PPM, TISSUE_PPM, tubes
 
 from qsmbids.recon import veins
 from qsmbids.recon.inversion.tv_admm import tv_admm
@@ -19,7 +19,7 @@ TUBES = ((2, (22.3, 22.2), 4.0), (0, (44.3, 40.2), 4.0))
 
 @pytest.fixture(scope="module")
 def vein_field():
-    blood = np.max([_tubes(SHAPE, [t]) for t in TUBES], axis=0)
+    blood = np.max([tubes(SHAPE, [t]) for t in TUBES], axis=0)
     chi = (TISSUE_PPM + blood * (BLOOD_PPM - TISSUE_PPM)).astype(np.float32)
     brain = np.zeros(SHAPE, bool)
     brain[4:-4, 4:-4, 4:-4] = True
@@ -36,7 +36,7 @@ def vein_field():
 @pytest.mark.parametrize("axis", [2, 0], ids=["along B0", "across B0"])
 def test_converged_cubes_read_the_blood(vein_field, axis):
     field, brain, delivered, found = vein_field
-    near = ndi.binary_dilation(_tubes(SHAPE, [t for t in TUBES if t[0] == axis]) > 0,
+    near = ndi.binary_dilation(tubes(SHAPE, [t for t in TUBES if t[0] == axis]) > 0,
                                iterations=3)
     core = veins.centre_lines(found & near, (1, 1, 1), 2.0)
     assert core.sum() >= 30

@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from vein_helpers import BLOOD_PPM, TISSUE_PPM, tubes
 
 from qsmbids.recon import swi, veins
-
-BLOOD_PPM = veins.venous_chi_from_oef(0.35, 0.42)
-TISSUE_PPM = -0.02
 
 
 def test_oef_constants_and_round_trip():
@@ -31,25 +29,6 @@ def test_oef_constants_and_round_trip():
         veins.venous_chi_from_oef(-0.1)
 
 
-def _tubes(shape, tubes, supersample: int = 6) -> np.ndarray:
-    """Blood fraction of each voxel (1 mm grid) for straight tubes given as
-    (axis, (centre a, centre b) of the two other axes in voxels, diameter mm)."""
-    fraction = np.zeros(shape, np.float32)
-    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
-    grid = np.indices(shape).astype(np.float32)
-    for axis, centre, diameter in tubes:
-        others = [a for a in range(3) if a != axis]
-        inside = np.zeros(shape, np.float32)
-        for du in offsets:
-            for dv in offsets:
-                r2 = ((grid[others[0]] + du - centre[0]) ** 2
-                      + (grid[others[1]] + dv - centre[1]) ** 2)
-                inside += r2 < (diameter / 2) ** 2
-        ends = (grid[axis] >= 6) & (grid[axis] < shape[axis] - 6)
-        fraction = np.maximum(fraction, inside / supersample**2 * ends)
-    return fraction
-
-
 @pytest.fixture(scope="module")
 def vein_phantom():
     """A 64^3 1 mm volume: white-matter-like background with noise, veins of 1.5, 2,
@@ -61,7 +40,7 @@ def vein_phantom():
              (2, (30.3, 30.2), 4.0)]
     across = [(0, (48.3, 16.2), 1.5), (0, (48.3, 26.2), 2.0), (0, (48.3, 36.2), 3.0),
               (0, (48.3, 47.2), 4.0)]
-    fractions = [_tubes(shape, [t]) for t in along + across]
+    fractions = [tubes(shape, [t]) for t in along + across]
     blood = np.max(fractions, axis=0)
     chi = TISSUE_PPM + blood * (BLOOD_PPM - TISSUE_PPM)
     grid = np.indices(shape)
@@ -145,7 +124,7 @@ def test_swi_darkens_a_paramagnetic_vein_along_b0():
     infinite cylinder) and not outside: the SWI there is darker than the tissue, and
     the SNR-weighted magnitude is the root sum of squares over echoes."""
     shape = (24, 24, 24)
-    inside = _tubes(shape, [(2, (12.0, 12.0), 4.0)]) >= 0.5
+    inside = tubes(shape, [(2, (12.0, 12.0), 4.0)]) >= 0.5
     field = np.where(inside, BLOOD_PPM / 3, 0.0).astype(np.float32)
     field += np.random.default_rng(1).normal(0, 0.01, shape).astype(np.float32)
     magnitude = np.stack([np.full(shape, m, np.float32) for m in (1.0, 0.8, 0.6)], axis=-1)
