@@ -27,7 +27,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from qsmbids.sim.phantom import PHANTOM_REVISION, make_head_phantom, to_qsmci_seg
+from qsmbids.sim.phantom import (
+    FILLED_SUPERSAMPLE,
+    PHANTOM_REVISION,
+    make_head_phantom,
+    to_qsmci_seg,
+)
 from qsmbids.sim.tissues import AIR_CHI_PPM, r2star_at_field
 from qsmbids.sim.veins import VenousBlood, probe_veins
 
@@ -168,7 +173,8 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
                     deriv / f"{stem}_desc-shimmed_fieldmap.nii")
     stamp = out / "case.json"
     # the probe veins, and how veins of known blood are painted (their partial volume)
-    probes = f"{probe_veins()!r}, partial volume" if case.venous_blood is not None else None
+    probes = (f"{probe_veins()!r}, partial volume on {FILLED_SUPERSAMPLE}^3 points"
+              if case.venous_blood is not None else None)
     record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION,
                          "input_origin": "zero", "probe_veins": probes},
                         sort_keys=True, default=float)
