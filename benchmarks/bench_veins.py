@@ -1,18 +1,17 @@
 """Veins against truth: vein mask, venous susceptibility and OEF; SWI/minIP/venogram time.
 
-A head of qsmbids' design whose veins carry blood of a known oxygenation (OEF 0.35,
-haematocrit 0.42: 0.498 ppm relative to water), with twelve straight probe veins
-0.5-4 mm wide along and across B0 (:mod:`qsmbids.sim.veins`), is forward-simulated at
-1 mm by the peer simulator ``qsm-forward`` (its dipole model, phase offset, shim and
+The vein head of :mod:`qsmbids.validation.vein_head` (blood at OEF 0.35 and haematocrit
+0.42, 0.498 ppm relative to water; twelve straight probe veins 0.5-4 mm wide along and
+across B0; veins painted by the fraction of each voxel they fill) is forward-simulated
+at 1 mm by the peer simulator ``qsm-forward`` (its dipole model, phase offset, shim and
 noise) and reconstructed by the whole participant pipeline (``--atlas none``). Then:
 
 - the vein mask (:func:`qsmbids.recon.veins.vein_mask`, the true deep nuclei
   excluded, as the atlas's would be) is scored per probe vein by Dice against the
-  voxels at least half filled by the sharp tube. The phantom paints veins of known
-  blood by the fraction of each voxel they fill, so these are also the voxels of the
-  map qsm-forward was given that hold at least half the blood (printed as a check:
-  with the soft edges of the phantom's other tissues, a 1.5 mm vein was painted 2-3
-  voxels wide, its centre at 70 % of the blood);
+  voxels at least half filled by the sharp tube; as a check of the phantom, the voxels
+  of the map qsm-forward was given that hold at least half the blood are scored
+  against the same truth (with the soft edges of the phantom's other tissues, a
+  1.5 mm vein was painted 2-3 voxels wide, its centre at 70 % of the blood);
 - the venous susceptibility (:func:`qsmbids.recon.veins.venous_measure`, as the
   pipeline measures it: the run's TV solved to convergence in cubes around the centre
   lines 10 mm or more inside the brain mask, :mod:`qsmbids.recon.vein_boxes`) is
@@ -28,7 +27,7 @@ Targets (issue 19): Dice >= 0.7 for veins >= 1.5 mm; venous susceptibility withi
 <= 10 s at 1 mm on 2 cores.
 
 Run: ``.venv/bin/python benchmarks/bench_veins.py [--voxel MM] [--snr X]``
-(needs the ``validation`` extra; about 4 minutes at 1 mm). Written under
+(needs the ``validation`` extra; about 3 minutes at 1 mm). Written under
 ``$QSMBIDS_BENCH_DIR`` (default /tmp/qsmbids-bench-veins); the simulation is reused,
 the reconstruction redone.
 """
@@ -45,7 +44,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import scipy.ndimage as ndi
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,16 +51,14 @@ sys.path.insert(0, str(REPO))
 from qsmbids.recon import swi, veins  # noqa: E402
 from qsmbids.recon.masking import distance_to_outside  # noqa: E402
 from qsmbids.recon.vein_boxes import solve_from_provenance  # noqa: E402
-from qsmbids.sim.phantom import grid_coordinates, phantom_grid  # noqa: E402
-from qsmbids.sim.veins import VenousBlood, probe_vein_labels, probe_veins  # noqa: E402
-from qsmbids.validation.peer_heads import PeerHeadCase, simulate_peer_head  # noqa: E402
+from qsmbids.sim.phantom import phantom_grid  # noqa: E402
+from qsmbids.sim.veins import probe_vein_labels  # noqa: E402
+from qsmbids.validation import vein_head as vh  # noqa: E402
+from qsmbids.validation.peer_heads import simulate_peer_head  # noqa: E402
 from qsmbids.validation.realdata import run_participant  # noqa: E402
 
 ROOT = Path(os.environ.get("QSMBIDS_BENCH_DIR", "/tmp/qsmbids-bench-veins"))
-BLOOD = VenousBlood(oef=0.35, hematocrit=0.42)
-DICE_TARGET, CHI_TARGET_PPM, OEF_TARGET, TIME_TARGET_S = 0.7, 0.03, 0.05, 10.0
-#: qsm-ci segmentation labels: 1-7 the deep nuclei, 10 CSF
-NUCLEI_SEG, CSF_SEG = range(1, 8), 10
+TIME_TARGET_S = 10.0
 #: the phantom's white matter, ppm (the tissue around the probe veins)
 WHITE_MATTER_PPM = -0.03
 
@@ -78,18 +74,12 @@ def _one(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / total) if total else float("nan")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--voxel", type=float, default=1.0, help="voxel size, mm")
     parser.add_argument("--snr", type=float, default=80.0, help="qsm-forward peak SNR")
     args = parser.parse_args(argv)
-    case = PeerHeadCase(f"veins{int(args.voxel * 10)}", voxel_size_mm=(args.voxel,) * 3,
-                        phantom_voxel_mm=args.voxel, peak_snr=args.snr, venous_blood=BLOOD)
+    case = vh.vein_head_case(args.voxel, args.snr)
     folder = ROOT / case.name
     t0 = time.perf_counter()
     head = simulate_peer_head(case, folder)
@@ -117,93 +107,65 @@ def main(argv: list[str] | None = None) -> None:
     venogram = swi.slab_projection(chi, mask, voxel, "max")
     t_swi = time.perf_counter() - t0
     t0 = time.perf_counter()
-    nuclei = np.isin(seg, NUCLEI_SEG)
-    found = veins.vein_mask(chi, mask, voxel, exclude=nuclei)
+    found = veins.vein_mask(chi, mask, voxel, exclude=np.isin(seg, vh.NUCLEI_SEG))
     t_mask = time.perf_counter() - t0
 
     shape, affine = phantom_grid(args.voxel)
     if shape != chi.shape:
         raise SystemExit(f"the run's grid {chi.shape} is not the phantom's {shape}")
-    probes = probe_veins()
-    truth = probe_vein_labels(shape, affine, probes)
-    # what qsm-forward was given: a voxel is vein when its chi is at least half way
-    # from white matter to blood, within 1.5 voxels of the probe's sharp outline (the
-    # same voxels as the geometric truth, veins being painted by their partial volume)
-    half_blood = truth_chi >= 0.5 * (BLOOD.chi_ppm + WHITE_MATTER_PPM)
-    csf = ndi.binary_erosion((seg == CSF_SEG) & mask, iterations=1)
-    csf_chi = float(np.median(chi[csf]))
+    near = vh.probe_neighbourhoods(shape, affine)
+    scores = vh.score_probe_masks(found, affine, near)
+    # the phantom's check: its voxels at least half way from white matter to blood
+    half_blood = truth_chi >= 0.5 * (vh.BLOOD.chi_ppm + WHITE_MATTER_PPM)
+    painted = vh.score_probe_masks(half_blood, affine, near)
+    csf_chi, n_csf = vh.csf_level(chi, mask, seg)
     print(f"\nveins at {args.voxel:g} mm, qsm-forward SNR {args.snr:g}; blood OEF "
-          f"{BLOOD.oef}, Hct {BLOOD.hematocrit}: {BLOOD.chi_ppm:.3f} ppm relative to water; "
-          f"CSF reference {csf_chi:+.4f} ppm in the map ({int(csf.sum())} voxels)")
+          f"{vh.BLOOD.oef}, Hct {vh.BLOOD.hematocrit}: {vh.BLOOD.chi_ppm:.3f} ppm relative to "
+          f"water; CSF reference {csf_chi:+.4f} ppm in the map ({n_csf} voxels)")
     print(f"vein mask {int(found.sum())} voxels ({t_mask:.1f} s); SWI + minIP + venogram "
           f"{t_swi:.1f} s (target {TIME_TARGET_S:g} s: "
           f"{'met' if t_swi <= TIME_TARGET_S else 'MISSED'})\n")
-    print(f"| {'probe vein':<18} | {'Dice':>5} | {'true vox':>8} | {'Dice':>5} | "
-          f"{'true vox':>8} | {'found':>6} | {'peak chi - CSF':>14} |")
-    print(f"| {'':<18} | {'geometric':^16} | {'painted':^16} | {'':>6} | {'':>14} |")
-    print("|---|---|---|---|---|---|---|")
-    painted = {}
-    near = {}
-    for k, probe in enumerate(probes, start=1):
-        lo, hi = probe.shape.bbox()
-        box = np.ones(shape, bool)
-        coords = grid_coordinates(shape, affine)
-        for a in range(3):
-            box &= (coords[a] >= lo[a] - 4) & (coords[a] <= hi[a] + 4)
-        near[probe.name] = box
-        outline = ndi.binary_dilation(truth == k, iterations=2) if (truth == k).any() \
-            else probe_vein_labels(shape, affine, (probe,), supersample=1) > 0
-        painted[probe.name] = half_blood & box & ndi.binary_dilation(outline, iterations=1)
-        dice = _dice(found & box, truth == k)
-        dice_painted = _dice(found & box, painted[probe.name])
-        peak = float(np.percentile(chi[truth == k], 90)) - csf_chi if (truth == k).any() \
-            else float("nan")
-        print(f"| {probe.name:<18} | {dice:5.2f} | {int((truth == k).sum()):8d} | "
-              f"{dice_painted:5.2f} | {int(painted[probe.name].sum()):8d} | "
-              f"{int((found & box).sum()):6d} | {peak:14.3f} |")
+    print(f"| {'probe vein':<18} | {'Dice':>5} | {'true vox':>8} | {'found':>6} | "
+          f"{'phantom Dice':>12} | {'peak chi - CSF':>14} |")
+    print("|---|---|---|---|---|---|")
+    truth = probe_vein_labels(shape, affine)
+    for k, (score, check) in enumerate(zip(scores, painted, strict=True), start=1):
+        true = truth == k
+        peak = float(np.percentile(chi[true], 90)) - csf_chi if true.any() else float("nan")
+        print(f"| {score.name:<18} | {score.dice:5.2f} | {score.n_true:8d} | "
+              f"{score.n_found:6d} | {check.dice:12.2f} | {peak:14.3f} |")
     print(f"\n| {'veins measured':<30} | {'voxels':>6} | {'chi - CSF':>9} | {'error':>7} | "
           f"{'OEF':>5} | {'error':>6} | target | {'phantom':>7} | {'map - phantom':>13} | "
           f"{'map error':>9} | {'cubes':>5} | {'coverage':>8} | {'s':>5} |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    groups = {f"probes >= 1.5 mm {o}": [n for p in probes if p.diameter_mm >= 1.5
-                                        and p.orientation == o for n in [p.name]]
-              for o in ("along", "across")}
-    selections = {name: found & np.logical_or.reduce([near[n] for n in members])
-                  for name, members in groups.items()}
-    selections["whole vein mask"] = found
     # as the pipeline measures: TV solved again to convergence in cubes around the
     # centre lines, with the run's own inversion settings (its Chimap sidecar)
     sidecar = json.loads(_one(out, "*_space-orig_desc-wholebrain_Chimap.json").read_text())
     step = next(s for s in sidecar["ProcessingSteps"] if s["Step"] == "dipole inversion")
-    solve = solve_from_provenance(step, field, mask, voxel, workers=2)
     depth = distance_to_outside(mask, voxel)
-    for name, selection in selections.items():
+    solve = solve_from_provenance(step, field, mask, voxel, workers=2, depth_mm=depth)
+    for name, selection in vh.measured_selections(found, affine, near).items():
         t0 = time.perf_counter()
         delivered = veins.venous_measure(chi - csf_chi, selection, voxel,
-                                         hematocrit=BLOOD.hematocrit, depth_mm=depth)
+                                         hematocrit=vh.BLOOD.hematocrit, depth_mm=depth)
         measure = veins.venous_measure(chi - csf_chi, selection, voxel,
-                                       hematocrit=BLOOD.hematocrit, depth_mm=depth,
+                                       hematocrit=vh.BLOOD.hematocrit, depth_mm=depth,
                                        solve=solve)
         seconds = time.perf_counter() - t0
-        error = measure.chi_ppm - BLOOD.chi_ppm
-        oef_error = measure.oef - BLOOD.oef
-        met = abs(error) <= CHI_TARGET_PPM and abs(oef_error) <= OEF_TARGET
+        error, oef_error, met = vh.venous_errors(measure)
         # the same measure on the phantom qsm-forward was given (water at 0); the next
         # column is the reconstruction's own error
-        phantom = veins.venous_measure(truth_chi, selection, voxel,
-                                       depth_mm=depth).chi_ppm
+        phantom = veins.venous_measure(truth_chi, selection, voxel, depth_mm=depth).chi_ppm
         print(f"| {name:<30} | {measure.n_voxels:6d} | {measure.chi_ppm:9.3f} | "
               f"{error:+7.3f} | {measure.oef:5.3f} | {oef_error:+6.3f} | "
               f"{'met' if met else 'missed'} | {phantom:7.3f} | "
-              f"{measure.chi_ppm - phantom:+13.3f} | {delivered.chi_ppm - BLOOD.chi_ppm:+9.3f} "
+              f"{measure.chi_ppm - phantom:+13.3f} | "
+              f"{delivered.chi_ppm - vh.BLOOD.chi_ppm:+9.3f} "
               f"| {measure.n_boxes:5d} | {measure.coverage:8.2f} | {seconds:5.1f} |")
-    big = [k for k, p in enumerate(probes, start=1) if p.diameter_mm >= 1.5]
-    for what, reference in (("geometric", lambda k: truth == k),
-                            ("painted", lambda k: painted[probes[k - 1].name])):
-        dices = [_dice(found & near[probes[k - 1].name], reference(k)) for k in big]
-        print(f"\nDice of the veins >= 1.5 mm against the {what} truth: {min(dices):.2f}-"
-              f"{max(dices):.2f} (target {DICE_TARGET}: "
-              f"{'met' if min(dices) >= DICE_TARGET else 'MISSED'})")
+    held = [s.dice for s in scores if s.diameter_mm >= vh.DICE_MIN_DIAMETER_MM]
+    print(f"\nDice of the veins >= {vh.DICE_MIN_DIAMETER_MM:g} mm: {min(held):.2f}-"
+          f"{max(held):.2f} (target {vh.DICE_TARGET}: "
+          f"{'met' if vh.dice_target_met(scores) else 'MISSED'})")
     np.save(folder / "vein_mask.npy", found)
     seven_tesla_picture(ROOT / "crop7t")
     _picture(minip, venogram, found, folder / "veins.png", axis=2,

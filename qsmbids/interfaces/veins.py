@@ -31,7 +31,7 @@ VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
                    "relative to reference, from TV solved to "
                    "convergence in up to 8 cubes of 33 mm around them (the map's own TV "
                    "stops earlier, where the veins are still off). On a simulated head "
-                   "(qsm-forward, 1 mm, 3 T, blood 0.498 ppm) 0.004-0.007 ppm low at peak "
+                   "(qsm-forward, 1 mm, 3 T, blood 0.498 ppm) 0.004-0.008 ppm low at peak "
                    "SNR 80 and 0.011-0.013 at SNR 30, along and across B0; the sinuses "
                    "at the brain's surface, left out, read 0.13-0.16 ppm low", "ppm"),
     "reference": ("What venous_chi is relative to: CSF (the atlas's CSF labels, water-like) "

@@ -3,8 +3,8 @@
 The delivered map stops TV-ADMM early (a relative update of 0.02, about 30 iterations):
 that serves the map as a whole, but the veins, the map's strongest sources, are still
 swinging then (on a qsm-forward head at 1 mm with blood of a known oxygenation, at peak
-SNR 30, the map read the veins along B0 0.081 ppm low and those across 0.022 high, the
-converged cubes 0.011 and 0.013 low; at SNR 80, +0.003 and -0.018 against -0.007 and
+SNR 30, the map read the veins along B0 0.083 ppm low and those across 0.018 high, the
+converged cubes 0.013 and 0.011 low; at SNR 80, +0.006 and -0.019 against -0.008 and
 -0.004). Converging the whole map costs 25-35 s at 1 mm.
 Here the same problem (same TV weight, data weight and B0 direction) is solved to
 convergence only in a few cubes around the veins' centre lines: inside each cube the
