@@ -183,6 +183,29 @@ def test_probe_veins_of_the_simulator_have_their_diameter_and_blood():
         assert per_mm == pytest.approx(area, rel=0.2), probe.name
 
 
+def test_probe_veins_move_with_their_shift_and_the_vein_head_records_it():
+    """A shift puts the probe veins elsewhere against the grid (their truth with them), and
+    the vein head's case carries it, so a moved head is simulated apart."""
+    from qsmbids.sim.phantom import phantom_grid
+    from qsmbids.sim.veins import probe_vein_labels, probe_veins
+    from qsmbids.validation.vein_head import vein_head_case
+
+    shift = (0.3, 0.5, 0.3)
+    for moved, still in zip(probe_veins(shift), probe_veins(), strict=True):
+        assert moved.name == still.name
+        np.testing.assert_allclose(np.subtract(moved.shape.points, still.shape.points),
+                                   [shift, shift])
+    shape, affine = phantom_grid(1.0)
+    # moved onto a voxel edge in x, the 1.5 mm vein along B0 (28 mm long) fills two
+    # voxels per slice at least half; unmoved, one
+    filled = [int((probe_vein_labels(shape, affine, tuple(
+        p for p in probes if p.name == "vein-1.5mm-along")) > 0).sum())
+        for probes in (probe_veins(shift), probe_veins())]
+    assert filled[0] >= 2 * 26 and filled[1] == 29
+    assert vein_head_case(probe_shift_mm=shift).probe_shift_mm == shift
+    assert vein_head_case() != vein_head_case(probe_shift_mm=shift)
+
+
 def test_veins_of_known_blood_are_painted_by_their_partial_volume():
     """With a known blood, the phantom's veins hold blood in proportion to how much of
     each voxel they fill: the voxels at least half way from white matter to blood are

@@ -374,6 +374,7 @@ def evaluate_head(
     seed: int = 0,
     spacing_mm: float | None = None,
     venous_blood: VenousBlood | None = None,
+    probe_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> PhantomMaps:
     """Evaluate the continuous head phantom at world coordinates.
 
@@ -400,6 +401,8 @@ def evaluate_head(
         they fill (``_Canvas.paint_filled``), not with soft edges, so a vein is as wide
         as it is said to be. Default: veins at the QSM challenge's 0.19 ppm, soft
         edges, no probes.
+    probe_shift_mm
+        Moves the probe veins (x, y, z, mm; :func:`qsmbids.sim.veins.probe_veins`).
 
     Returns
     -------
@@ -465,7 +468,7 @@ def evaluate_head(
         # (0.7 voxel) is as wide as a thin vein, and would paint a 1.5 mm vein at 1 mm
         # as a 2-3 voxel wide haze whose centre holds only 70 % of the blood
         vein = (vein[0], replace(vein[1], chi_ppm=venous_blood.chi_ppm))
-        for probe in probe_veins():
+        for probe in probe_veins(probe_shift_mm):
             cv.paint_filled(probe.shape, *vein)
         cv.paint_filled(anat.veins, *vein)
     if calcification:
@@ -507,6 +510,7 @@ def make_head_phantom(
     microbleed: bool = False,
     seed: int = 0,
     venous_blood: VenousBlood | None = None,
+    probe_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> HeadPhantom:
     """The head phantom on an axial RAS+ grid covering an MNI-like field of view.
 
@@ -524,6 +528,8 @@ def make_head_phantom(
         Seed of the cortical folding pattern (0: the template's).
     venous_blood
         Oxygenation of the veins, adding the probe veins (see :func:`evaluate_head`).
+    probe_shift_mm
+        Moves the probe veins (x, y, z, mm).
 
     Returns
     -------
@@ -534,7 +540,7 @@ def make_head_phantom(
     maps = evaluate_head(coords, edge_sigma_mm=EDGE_SIGMA_VOXELS * voxel_size_mm,
                          age_years=age_years, calcification=calcification,
                          microbleed=microbleed, seed=seed, spacing_mm=voxel_size_mm,
-                         venous_blood=venous_blood)
+                         venous_blood=venous_blood, probe_shift_mm=probe_shift_mm)
     return HeadPhantom(maps.chi, maps.labels, maps.brain_mask, maps.m0, maps.r2star,
                        (float(voxel_size_mm),) * 3, affine, dict(LABEL_NAMES))
 

@@ -76,15 +76,19 @@ class ProbeVein:
     shape: Tube
 
 
-def probe_veins() -> tuple[ProbeVein, ...]:
-    """The twelve probe veins (six diameters x along / across B0)."""
+def probe_veins(shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+                ) -> tuple[ProbeVein, ...]:
+    """The twelve probe veins (six diameters x along / across B0), moved by ``shift_mm``
+    (x, y, z; a fraction of a voxel puts them elsewhere against the grid: a 1.5 mm vein
+    fills one voxel per slice at least half at one position and two at another)."""
+    dx, dy, dz = (float(v) for v in shift_mm)
     veins = []
     for diameter, y in zip(PROBE_VEIN_DIAMETERS_MM, _Y_MM, strict=True):
-        r = diameter / 2
-        along = Tube(((_ALONG_X_MM, y, _ALONG_Z_MM[0]), (_ALONG_X_MM, y, _ALONG_Z_MM[1])),
-                     (r, r))
-        across = Tube(((_ACROSS_X_MM[0], y, _ACROSS_Z_MM), (_ACROSS_X_MM[1], y, _ACROSS_Z_MM)),
-                      (r, r))
+        r, y = diameter / 2, y + dy
+        x, z0, z1 = _ALONG_X_MM + dx, _ALONG_Z_MM[0] + dz, _ALONG_Z_MM[1] + dz
+        along = Tube(((x, y, z0), (x, y, z1)), (r, r))
+        x0, x1, z = _ACROSS_X_MM[0] + dx, _ACROSS_X_MM[1] + dx, _ACROSS_Z_MM + dz
+        across = Tube(((x0, y, z), (x1, y, z)), (r, r))
         veins.append(ProbeVein(f"vein-{diameter:g}mm-along", diameter, "along", along))
         veins.append(ProbeVein(f"vein-{diameter:g}mm-across", diameter, "across", across))
     return tuple(veins)

@@ -77,6 +77,8 @@ class PeerHeadCase:
     venous_blood
         Oxygenation of the veins, which adds the probe veins of
         :func:`qsmbids.sim.veins.probe_veins` (None: the phantom's default veins).
+    probe_shift_mm
+        Moves the probe veins (x, y, z, mm): other positions against the voxel grid.
     """
 
     name: str
@@ -92,6 +94,7 @@ class PeerHeadCase:
     outside_air: float = AIR_CHI_PPM
     seed: int = 1
     venous_blood: VenousBlood | None = None
+    probe_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -173,8 +176,8 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
                     deriv / f"{stem}_desc-shimmed_fieldmap.nii")
     stamp = out / "case.json"
     # the probe veins, and how veins of known blood are painted (their partial volume)
-    probes = (f"{probe_veins()!r}, partial volume on {FILLED_SUPERSAMPLE}^3 points"
-              if case.venous_blood is not None else None)
+    probes = (f"{probe_veins(case.probe_shift_mm)!r}, partial volume on "
+              f"{FILLED_SUPERSAMPLE}^3 points" if case.venous_blood is not None else None)
     record = json.dumps({**asdict(case), "phantom_revision": PHANTOM_REVISION,
                          "input_origin": "zero", "probe_veins": probes},
                         sort_keys=True, default=float)
@@ -182,7 +185,8 @@ def simulate_peer_head(case: PeerHeadCase, out_dir: str | Path, *, quiet: bool =
         return head
     inputs = out / "phantom"
     inputs.mkdir(parents=True, exist_ok=True)
-    phantom = make_head_phantom(case.phantom_voxel_mm, venous_blood=case.venous_blood)
+    phantom = make_head_phantom(case.phantom_voxel_mm, venous_blood=case.venous_blood,
+                                probe_shift_mm=case.probe_shift_mm)
     # qsm-forward resizes its ground-truth derivatives (chi, dseg) to another voxel size
     # on an affine without the input's translation (qsm_forward.resize, 0.32), so with the
     # phantom's own origin a 1x1x2 mm truth held only the corner beyond the world origin;

@@ -26,7 +26,7 @@ import scipy.ndimage as ndi
 
 from qsmbids.recon import veins
 from qsmbids.sim.phantom import grid_coordinates
-from qsmbids.sim.veins import VenousBlood, probe_vein_labels, probe_veins
+from qsmbids.sim.veins import ProbeVein, VenousBlood, probe_vein_labels, probe_veins
 from qsmbids.validation.peer_heads import PeerHeadCase
 from qsmbids.validation.warps import dice
 
@@ -41,10 +41,14 @@ NUCLEI_SEG, CSF_SEG = tuple(range(1, 8)), 10
 PROBE_REACH_MM = 4.0
 
 
-def vein_head_case(voxel_mm: float = 1.0, peak_snr: float = 80.0) -> PeerHeadCase:
-    """The qsm-forward case of the vein head at ``voxel_mm`` (isotropic) and ``peak_snr``."""
+def vein_head_case(voxel_mm: float = 1.0, peak_snr: float = 80.0,
+                   probe_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+                   ) -> PeerHeadCase:
+    """The qsm-forward case of the vein head at ``voxel_mm`` (isotropic) and ``peak_snr``,
+    its probe veins moved by ``probe_shift_mm`` (x, y, z, mm)."""
     return PeerHeadCase(f"veins{int(voxel_mm * 10)}", voxel_size_mm=(voxel_mm,) * 3,
-                        phantom_voxel_mm=voxel_mm, peak_snr=peak_snr, venous_blood=BLOOD)
+                        phantom_voxel_mm=voxel_mm, peak_snr=peak_snr, venous_blood=BLOOD,
+                        probe_shift_mm=tuple(float(v) for v in probe_shift_mm))
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,13 @@ class ProbeScore:
     n_found: int
 
 
-def probe_neighbourhoods(shape: tuple[int, int, int], affine: np.ndarray
-                         ) -> dict[str, np.ndarray]:
-    """Each probe vein's bounding box grown by :data:`PROBE_REACH_MM` (bool, (x, y, z))."""
+def probe_neighbourhoods(shape: tuple[int, int, int], affine: np.ndarray,
+                         probes: Sequence[ProbeVein] | None = None) -> dict[str, np.ndarray]:
+    """Each probe vein's bounding box grown by :data:`PROBE_REACH_MM` (bool, (x, y, z));
+    ``probes``: default :func:`~qsmbids.sim.veins.probe_veins` where they are."""
     coords = grid_coordinates(shape, affine)
     out = {}
-    for probe in probe_veins():
+    for probe in probe_veins() if probes is None else probes:
         lo, hi = probe.shape.bbox()
         box = np.ones(shape, bool)
         for a in range(3):
@@ -85,13 +90,15 @@ def probe_neighbourhoods(shape: tuple[int, int, int], affine: np.ndarray
 
 
 def score_probe_masks(found: np.ndarray, affine: np.ndarray,
-                      near: dict[str, np.ndarray] | None = None) -> list[ProbeScore]:
+                      near: dict[str, np.ndarray] | None = None,
+                      probes: Sequence[ProbeVein] | None = None) -> list[ProbeScore]:
     """Dice of the vein mask ``found`` (bool, the phantom's grid) per probe vein."""
     found = np.asarray(found, bool)
-    near = probe_neighbourhoods(found.shape, affine) if near is None else near
-    truth = probe_vein_labels(found.shape, affine)
+    probes = probe_veins() if probes is None else tuple(probes)
+    near = probe_neighbourhoods(found.shape, affine, probes) if near is None else near
+    truth = probe_vein_labels(found.shape, affine, probes)
     scores = []
-    for k, probe in enumerate(probe_veins(), start=1):
+    for k, probe in enumerate(probes, start=1):
         true, here = truth == k, found & near[probe.name]
         scores.append(ProbeScore(probe.name, probe.diameter_mm, probe.orientation,
                                  dice(here, true), int(true.sum()), int(here.sum())))
@@ -104,14 +111,16 @@ def dice_target_met(scores: Sequence[ProbeScore]) -> bool:
 
 
 def measured_selections(found: np.ndarray, affine: np.ndarray,
-                        near: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                        near: dict[str, np.ndarray] | None = None,
+                        probes: Sequence[ProbeVein] | None = None) -> dict[str, np.ndarray]:
     """The parts of the vein mask whose venous susceptibility is scored: the probe veins
     of at least :data:`DICE_MIN_DIAMETER_MM` along B0, those across, and the whole mask."""
     found = np.asarray(found, bool)
-    near = probe_neighbourhoods(found.shape, affine) if near is None else near
+    probes = probe_veins() if probes is None else tuple(probes)
+    near = probe_neighbourhoods(found.shape, affine, probes) if near is None else near
     out = {}
     for orientation in ("along", "across"):
-        members = [p.name for p in probe_veins()
+        members = [p.name for p in probes
                    if p.diameter_mm >= DICE_MIN_DIAMETER_MM and p.orientation == orientation]
         out[f"probes >= {DICE_MIN_DIAMETER_MM:g} mm {orientation}"] = \
             found & np.logical_or.reduce([near[n] for n in members])
