@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.ndimage as ndi
 
-from qsmbids.recon.masking import _largest_component, fill_holes
+from qsmbids.recon.masking import _largest_component, fill_holes, grown_bounding_box
 
 #: default largest field standard error kept, relative to its median over the mask
 DEFAULT_MAX_NOISE_RATIO = 3.0
@@ -111,12 +111,10 @@ def edge_weight(mask: np.ndarray, voxel_size: Sequence[float],
         return mask.astype(np.float32)
     # on the mask's bounding box with one voxel of background (half the cost at 1 mm);
     # where the mask touches the FOV edge, the tissue counts as continuing beyond it
-    box = tuple(slice(max(s.start - 1, 0), s.stop + 1)
-                for s in ndi.find_objects(mask.astype(np.uint8))[0])
-    if depth_mm is None:
-        depth = ndi.distance_transform_edt(mask[box], sampling=voxel_size)
-    else:
-        depth = np.asarray(depth_mm)[box]
+    # (distance_to_outside's box and transform, without its whole-grid array)
+    box = grown_bounding_box(mask, 1)
+    depth = (ndi.distance_transform_edt(mask[box], sampling=voxel_size) if depth_mm is None
+             else np.asarray(depth_mm)[box])
     weight = np.zeros(mask.shape, np.float32)
     ramp = np.clip((depth - min(voxel_size) / 2) / ramp_mm, 0.0, 1.0)
     weight[box] = np.where(mask[box], floor + (1 - floor) * ramp, 0.0)

@@ -47,7 +47,7 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
     outputnode = pe.Node(IdentityInterface(fields=list(VEIN_OUTPUTS)), name="outputnode")
     # two nodes: the images and the vesselness need no atlas; only the mask's
     # exclusions and the CSF level wait for it. The images node filters its boxes and
-    # scales on all the threads (4.0 -> about 2.3 s at 1 mm on 2), so it does not hold
+    # scales on all the threads (4.0 s on one, 3.0-3.8 s on two at 1 mm), so it does not hold
     # one slot while the atlas refinement, which needs two, waits
     images = pe.Node(VenousImages(slab_mm=settings.slab_mm, num_threads=settings.omp_nthreads),
                      name="venous_images", mem_gb=mem["veins"], n_procs=settings.omp_nthreads)
