@@ -28,18 +28,21 @@ from qsmbids.stats.tables import format_tsv
 VENOUS_COLUMNS: dict[str, tuple[str, str | None]] = {
     "venous_chi": ("Median susceptibility on the centre lines of the veins at least "
                    "min_diameter wide and 10 mm or more inside the brain mask, "
-                   "relative to reference, from TV solved to "
-                   "convergence in up to 8 cubes of 33 mm around them (the map's own TV "
-                   "stops earlier, where the veins are still off). On a simulated head "
-                   "(qsm-forward, 1 mm, 3 T, blood 0.498 ppm) 0.004-0.008 ppm low at peak "
-                   "SNR 80 and 0.011-0.013 at SNR 30, along and across B0; the sinuses "
-                   "at the brain's surface, left out, read 0.13-0.16 ppm low", "ppm"),
+                   "relative to reference, from TV solved to convergence in cubes of "
+                   "21 mm around the veins (the map's own TV stops earlier, where the "
+                   "veins are still off). On a simulated head (qsm-forward, 1 mm, 3 T, "
+                   "blood 0.498 ppm) 0.000-0.010 ppm low at peak SNR 80 and 0.010-0.023 "
+                   "at SNR 30, along and across B0; the sinuses at the brain's surface, "
+                   "left out, read 0.13-0.16 ppm low", "ppm"),
     "reference": ("What venous_chi is relative to: CSF (the atlas's CSF labels, water-like) "
                   "or the susceptibility map's own reference", None),
     "n_voxels": ("Centre-line voxels measured", None),
     "n_boxes": ("Cubes TV was solved to convergence in (0: the map's own values, as "
                 "with a non-TV inversion)", None),
     "coverage": ("Fraction of the large veins' centre-line voxels those cubes held", None),
+    "mask_coverage": ("Fraction of the vein mask's voxels those cubes held: the mask is "
+                      "grown on the converged values there and on the map's own "
+                      "elsewhere (where thin veins along B0 read low)", None),
     "min_diameter": ("Least vein diameter measured", "mm"),
     "vein_volume": ("Volume of the whole vein mask", "mm^3"),
     "hematocrit": ("Haematocrit used for the OEF (fraction)", None),
@@ -143,6 +146,7 @@ class VeinOutputs(MeasuredInterface):
     def _compute(self, runtime):
         from qsmbids.recon import veins
         from qsmbids.recon.masking import distance_to_outside
+        from qsmbids.recon.vein_refinement import find_veins
 
         chi, chi_img = load_image(self.inputs.chi)
         mask = load_image(self.inputs.mask, bool)[0]
@@ -159,8 +163,6 @@ class VeinOutputs(MeasuredInterface):
         # the mask's edge rim, the measure's depth and the cubes' data weight
         depth = load_image(self.inputs.depth)[0] if isdefined(self.inputs.depth) \
             else distance_to_outside(mask, voxel).astype(np.float32)
-        found = veins.vein_mask(chi, mask, voxel, exclude=exclude, vesselness_map=vesselness,
-                                depth_mm=depth)
         measurable = float(np.mean(voxel)) <= veins.MAX_MEASURE_VOXEL_MM
         solve = None
         if (measurable and isdefined(self.inputs.local_field)
@@ -171,9 +173,13 @@ class VeinOutputs(MeasuredInterface):
                 read_provenance([self.inputs.inversion_provenance])[0],
                 load_image(self.inputs.local_field)[0], mask, voxel,
                 workers=self.inputs.num_threads, depth_mm=depth)
-        measure = veins.venous_measure(chi - np.float32(water), found, voxel,
+        # found on the map, then again on TV converged in cubes around those veins
+        result = find_veins(chi - np.float32(water), mask, voxel, solve=solve,
+                            exclude=exclude, vesselness_map=vesselness, depth_mm=depth)
+        found = result.mask
+        measure = veins.venous_measure(result.chi_ppm, found, voxel,
                                        hematocrit=self.inputs.hematocrit, depth_mm=depth,
-                                       solve=solve)
+                                       converged=result.cubes)
         note = None
         if not measurable:
             note = (f"voxels of {np.mean(voxel):.1f} mm: the veins' susceptibility is "
@@ -186,7 +192,8 @@ class VeinOutputs(MeasuredInterface):
         self._results["veins"] = save_like(found.astype(np.uint8), chi_img, _out("veins.nii"))
         row = {"venous_chi": measure.chi_ppm, "reference": reference,
                "n_voxels": measure.n_voxels, "n_boxes": measure.n_boxes,
-               "coverage": measure.coverage, "min_diameter": measure.min_diameter_mm,
+               "coverage": measure.coverage, "mask_coverage": result.mask_coverage,
+               "min_diameter": measure.min_diameter_mm,
                "vein_volume": float(found.sum() * np.prod(voxel)),
                "hematocrit": measure.hematocrit,
                "hematocrit_source": self.inputs.hematocrit_source, "oef": measure.oef,
@@ -206,9 +213,13 @@ class VeinOutputs(MeasuredInterface):
              "DeltaChiDeoxygenated_ppm": veins.DELTA_CHI_DO_PPM,
              "VenousChiSolve": ("the map's values" if solve is None else
                                 "TV (the map's weight and data weight) to convergence "
-                                "in cubes around the large veins' centre lines")},
-            {"VeinVoxels": int(found.sum()), "VenousChi_ppm": measure.chi_ppm,
+                                "in cubes around the veins found on the map (the large "
+                                "veins' centre lines first); the vein mask grown again "
+                                "on those values")},
+            {"VeinVoxels": int(found.sum()), "VeinVoxelsOnMap": result.first_mask_voxels,
+             "VenousChi_ppm": measure.chi_ppm,
              "OEF": measure.oef, "VenousReference": reference,
-             "VenousCubes": measure.n_boxes, "VenousCubeCoverage": measure.coverage})
+             "VenousCubes": measure.n_boxes, "VenousCubeCoverage": measure.coverage,
+             "VeinMaskCubeCoverage": result.mask_coverage})
         return runtime
 

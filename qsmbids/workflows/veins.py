@@ -51,12 +51,13 @@ def init_vein_wf(settings: Settings, mem: dict[str, float], *,
     # one slot while the atlas refinement, which needs two, waits
     images = pe.Node(VenousImages(slab_mm=settings.slab_mm, num_threads=settings.omp_nthreads),
                      name="venous_images", mem_gb=mem["veins"], n_procs=settings.omp_nthreads)
-    # one thread: the cubes' TV solves (recon.vein_boxes) took 2.4 s on one thread or two
-    # at 1 mm, and on one the node runs beside the template warp
+    # all the threads: the cubes' TV solves (recon.vein_boxes) run side by side, one
+    # per thread (48 cubes of 21 mm: 2.6-3.0 s on two threads at 1 mm, twice that on one)
     node = pe.Node(VeinOutputs(hematocrit=hematocrit, hematocrit_source=hematocrit_source,
                                nucleus_labels=list(nucleus_labels),
-                               csf_labels=list(csf_labels), num_threads=1),
-                   name="veins", mem_gb=mem["veins"])
+                               csf_labels=list(csf_labels),
+                               num_threads=settings.omp_nthreads),
+                   name="veins", mem_gb=mem["veins"], n_procs=settings.omp_nthreads)
     wf.connect([
         (inputnode, images, [(f, f) for f in ("magnitude", "local_field", "chi", "mask")]),
         (inputnode, node, [(f, f) for f in ("chi", "mask", "local_field",
