@@ -60,9 +60,9 @@ DEFAULT_MEASURE_DIAMETER_MM = 2.0
 #: least depth inside the brain mask of the centre-line voxels measured, mm: nearer the
 #: surface background removal takes part of a vein's field with the background (on a
 #: qsm-forward head the sinuses at the surface read 0.13-0.16 ppm low whether TV stopped
-#: early or converged; on the head of session 6, whose veins had soft edges, the
-#: converged cubes read 0.015 ppm low from 8, 10 or 15 mm deep, 0.031 from 5 mm and
-#: 0.037 from the surface)
+#: early or converged; on the vein head painted by partial volume, the whole mask's
+#: converged value was 0.004-0.010 ppm low at SNR 80 and 0.013-0.014 at SNR 30 from 8,
+#: 10, 15 or 20 mm deep, 0.038-0.070 from 5 mm or less)
 DEFAULT_MEASURE_DEPTH_MM = 10.0
 #: coarsest (mean) voxel edge at which the venous susceptibility is measured, mm: at
 #: 2 mm even a 4 mm vein has no voxel free of partial volume after the inversion's
