@@ -233,18 +233,31 @@ def seven_tesla_picture(folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     z = images[0].shape[2] // 2
-    titles = ("magnitude, echo 1", "SWI", "SWI minIP (8 mm)", "venogram (8 mm), ppm",
-              "vein mask")
-    fig, axes = plt.subplots(1, 5, figsize=(16, 4.2))
-    for ax, image, title in zip(axes, images, titles, strict=True):
-        plane = image[:, :, z].T
-        window = (-0.05, 0.4) if "ppm" in title else (0, 1) if "mask" in title else \
-            tuple(np.percentile(plane[plane > 0], (1, 99.5)))
+    chi = _load(_one(out, "*_desc-wholebrain_Chimap.nii.gz"))
+    z_mm = float(nib.load(str(_one(out, "*_desc-veins_mask.nii.gz"))).header.get_zooms()[2])
+    half = max(1, round(4.0 / z_mm))
+    slab = slice(max(z - half, 0), z + half)
+    # top row: slice z (the projections over their 8 mm slab, the mask's too); bottom
+    # row: the map's maximum and the mask over the whole crop, to see which of the
+    # vessels the mask holds
+    panels = [(images[0][:, :, z], "magnitude, echo 1", None),
+              (images[1][:, :, z], "SWI", None),
+              (images[2][:, :, z], "SWI minIP (8 mm)", None),
+              (images[3][:, :, z], "venogram (8 mm), ppm", (-0.05, 0.2)),
+              (images[4][:, :, slab].max(axis=2), "vein mask (8 mm slab)", (0, 1)),
+              (chi.max(axis=2), "map, maximum over the crop, ppm", (-0.05, 0.2)),
+              (images[4].max(axis=2), "vein mask over the crop", (0, 1))]
+    fig, axes = plt.subplots(2, 5, figsize=(16, 8.4))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (image, title, window) in zip(axes.ravel(), panels, strict=False):
+        plane = image.T
+        window = window or tuple(np.percentile(plane[plane > 0], (1, 99.5)))
         ax.imshow(plane, cmap="gray", origin="lower", vmin=window[0], vmax=window[1])
         ax.set_title(title)
-        ax.axis("off")
     fig.suptitle("real 7 T crop (MriResearchTools test data), 0.47x0.47x1 mm, slice "
-                 f"{z}: vessels dark in the SWI/minIP, bright in the venogram")
+                 f"{z}: vessels dark in the SWI/minIP, bright in the venogram; below, "
+                 "the vessels the vein mask holds")
     fig.tight_layout()
     fig.savefig(folder / "veins_7t.png", dpi=90)
     plt.close(fig)
