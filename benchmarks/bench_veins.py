@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     result = find_veins(chi - np.float32(csf_chi), mask, voxel, solve=solve, exclude=nuclei,
                         vesselness_map=vesselness, depth_mm=depth)
     t_mask = time.perf_counter() - t0
-    found = result.mask
-    first = find_veins(chi - np.float32(csf_chi), mask, voxel, exclude=nuclei,
-                       vesselness_map=vesselness, depth_mm=depth).mask
+    found, first = result.mask, result.first_mask
 
     shape, affine = phantom_grid(args.voxel)
     if shape != chi.shape:
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{shift} mm; blood OEF "
           f"{vh.BLOOD.oef}, Hct {vh.BLOOD.hematocrit}: {vh.BLOOD.chi_ppm:.3f} ppm relative to "
           f"water; CSF reference {csf_chi:+.4f} ppm in the map ({n_csf} voxels)")
-    print(f"vein mask {int(found.sum())} voxels ({result.first_mask_voxels} on the map "
+    print(f"vein mask {int(found.sum())} voxels ({int(first.sum())} on the map "
           f"alone), {t_mask:.1f} s with {cubes.n_boxes if cubes else 0} converged cubes "
           f"covering {result.mask_coverage:.0%} of it; SWI + minIP + venogram "
           f"{t_swi:.1f} s (target {TIME_TARGET_S:g} s: "

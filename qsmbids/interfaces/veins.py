@@ -216,7 +216,7 @@ class VeinOutputs(MeasuredInterface):
                                 "in cubes around the veins found on the map (the large "
                                 "veins' centre lines first); the vein mask grown again "
                                 "on those values")},
-            {"VeinVoxels": int(found.sum()), "VeinVoxelsOnMap": result.first_mask_voxels,
+            {"VeinVoxels": int(found.sum()), "VeinVoxelsOnMap": int(result.first_mask.sum()),
              "VenousChi_ppm": measure.chi_ppm,
              "OEF": measure.oef, "VenousReference": reference,
              "VenousCubes": measure.n_boxes, "VenousCubeCoverage": measure.coverage,

@@ -42,14 +42,15 @@ class FoundVeins:
         converged cubes pasted in (the map itself without a solve).
     cubes
         The converged cubes, or None (no solve given).
-    first_mask_voxels
-        Voxels of the mask found on the delivered map, before the cubes.
+    first_mask
+        bool, (x, y, z): the mask found on the delivered map, before the cubes (``mask``
+        itself without a solve).
     """
 
     mask: np.ndarray
     chi_ppm: np.ndarray
     cubes: ConvergedCubes | None
-    first_mask_voxels: int
+    first_mask: np.ndarray
 
     @property
     def mask_coverage(self) -> float:
@@ -104,7 +105,7 @@ def find_veins(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Seque
     found = vein_images.vein_mask(chi, brain, voxel_size_mm, exclude=exclude,
                                   vesselness_map=vesselness_map, depth_mm=depth_mm)
     if solve is None or not found.any():
-        return FoundVeins(found, chi, None, int(found.sum()))
+        return FoundVeins(found, chi, None, found)
     core = vein_images.centre_lines(found, voxel_size_mm, min_diameter_mm) \
         & (np.asarray(depth_mm) >= min_depth_mm)
     # where a vein may lie that the map reads below half the blood (a thin one along
@@ -116,4 +117,4 @@ def find_veins(chi_ppm: np.ndarray, brain_mask: np.ndarray, voxel_size_mm: Seque
                         max_boxes=max_boxes)
     again = vein_images.vein_mask(cubes.chi_ppm, brain, voxel_size_mm, exclude=exclude,
                                   vesselness_map=vesselness_map, depth_mm=depth_mm)
-    return FoundVeins(again, cubes.chi_ppm, cubes, int(found.sum()))
+    return FoundVeins(again, cubes.chi_ppm, cubes, found)
